@@ -1,0 +1,46 @@
+"""hemma_features: essay features for essay-scoring research, computed on Ray.
+
+Transformer embeddings, spaCy syntax features and LanguageTool error rates, returned as
+Apache Arrow tables (one row per input row, in order, keyed by ``essay_id``)::
+
+    import hemma_features as hf
+    table = hf.extract_local("essays.jsonl", config="local")
+    embeddings, handcrafted = hf.to_matrices(table)
+"""
+
+from hemma_features.config import Config, ConfigError, load_config
+from hemma_features.inputs import InputError, prepare_input
+from hemma_features.local import LocalExtractor, extract_local
+from hemma_features.schema import (
+    FEATURE_GROUPS,
+    HANDCRAFTED_FEATURES,
+    SCHEMA_VERSION,
+    TIER1_FEATURES,
+    TIER2_FEATURES,
+    TIER3_FEATURES,
+    output_schema,
+    read_metadata,
+    to_matrices,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "FEATURE_GROUPS",
+    "HANDCRAFTED_FEATURES",
+    "SCHEMA_VERSION",
+    "TIER1_FEATURES",
+    "TIER2_FEATURES",
+    "TIER3_FEATURES",
+    "Config",
+    "ConfigError",
+    "InputError",
+    "LocalExtractor",
+    "__version__",
+    "extract_local",
+    "load_config",
+    "output_schema",
+    "prepare_input",
+    "read_metadata",
+    "to_matrices",
+]
