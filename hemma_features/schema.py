@@ -78,7 +78,10 @@ VALUE_NOTES: dict[str, str] = {
         "McLaughlin's formula 1.0430*sqrt(polysyllables*30/sentences)+3.1291 for any number "
         "of sentences (TextDescriptives returns NaN below 30 sentences; we never emit NaN)"
     ),
-    "syllables": "pyphen hyphenation points + 1 per word (as TextDescriptives counts them)",
+    "syllables": (
+        "CMU Pronouncing Dictionary, pyphen hyphenation points + 1 for words it lacks "
+        "(TextDescriptives uses pyphen alone, which undercounts)"
+    ),
     "words": "tokens that are neither whitespace nor punctuation",
     "sentences": "spaCy sentences holding at least one word",
     "prompt_features": "null when the row has no prompt",
@@ -126,14 +129,14 @@ def output_schema(
     features: Iterable[str] | None = None,
     embedding_dim: int | None = None,
     metadata: Mapping[str, Any] | None = None,
-    id_type: pa.DataType = pa.string(),
+    id_type: pa.DataType | None = None,
 ) -> pa.Schema:
     """The Arrow schema of a result table for a feature selection.
 
-    ``essay_id`` keeps the type it had in the input (``id_type``).
+    ``essay_id`` keeps the type it had in the input (``id_type``, default string).
     """
     groups = normalize_features(features)
-    fields = [pa.field("essay_id", id_type)]
+    fields = [pa.field("essay_id", id_type or pa.string())]
     if EMBEDDINGS in groups:
         if not embedding_dim:
             raise ValueError("embedding_dim is needed when embeddings are selected")

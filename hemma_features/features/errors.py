@@ -11,12 +11,16 @@ ErrorKind = Literal["grammar", "spelling", "punctuation"]
 _SPELLING_NAMES = frozenset({"typos", "spelling", "misspelling"})
 
 
-def classify_match(rule_id: str, category_id: str, issue_type: str = "") -> ErrorKind:
+def classify_match(rule_id: str, category_id: str, category_name: str = "") -> ErrorKind:
     """Punctuation if the category or rule id mentions PUNCT; else spelling if the category
-    (or the rule's issue type) is TYPOS / spelling / misspelling; else grammar."""
+    (its id or name) is TYPOS / spelling / misspelling; else grammar.
+
+    The rule's ``issueType`` is deliberately not used: LanguageTool marks grammar rules such
+    as EN_A_VS_AN with issueType "misspelling", and the team's features counted by category.
+    """
     if "PUNCT" in (category_id or "").upper() or "PUNCT" in (rule_id or "").upper():
         return "punctuation"
-    if {(category_id or "").lower(), (issue_type or "").lower()} & _SPELLING_NAMES:
+    if {(category_id or "").lower(), (category_name or "").lower()} & _SPELLING_NAMES:
         return "spelling"
     return "grammar"
 
@@ -27,7 +31,7 @@ def classify_matches(matches: Iterable[Mapping[str, Any]]) -> dict[str, int]:
     for match in matches:
         rule = match.get("rule") or {}
         category = rule.get("category") or {}
-        kind = classify_match(rule.get("id", ""), category.get("id", ""), rule.get("issueType", ""))
+        kind = classify_match(rule.get("id", ""), category.get("id", ""), category.get("name", ""))
         counts[f"{kind}_errors"] += 1
     return counts
 

