@@ -43,7 +43,7 @@ def read_table(path: str | os.PathLike[str]) -> pa.Table:
             return pq.read_table(file)
         if suffix in (".csv", ".tsv"):
             tsv = suffix == ".tsv"
-            return pacsv.read_csv(
+            table = pacsv.read_csv(
                 file,
                 parse_options=pacsv.ParseOptions(
                     delimiter="\t" if tsv else ",",
@@ -53,6 +53,11 @@ def read_table(path: str | os.PathLike[str]) -> pa.Table:
                 ),
                 read_options=pacsv.ReadOptions(block_size=1 << 26),
             )
+            # Arrow reads a column holding invalid UTF-8 as binary instead of failing.
+            binary = [f.name for f in table.schema if pa.types.is_binary(f.type)]
+            if binary:
+                raise InputError(f"{file}: not valid UTF-8 text (in column(s) {binary})")
+            return table
         return pajson.read_json(file, read_options=pajson.ReadOptions(block_size=1 << 26))
     except (pa.ArrowInvalid, OSError) as exc:
         message = str(exc)

@@ -149,26 +149,19 @@ def output_schema(
 
 
 def encode_metadata(values: Mapping[str, Any]) -> dict[bytes, bytes]:
-    """Arrow metadata under our prefix; non-strings are stored as JSON."""
-    return {
-        f"{META_PREFIX}{key}".encode(): (v if isinstance(v, str) else json.dumps(v)).encode()
-        for key, v in values.items()
-    }
+    """Arrow metadata under our prefix; every value is stored as JSON."""
+    return {f"{META_PREFIX}{key}".encode(): json.dumps(v).encode() for key, v in values.items()}
 
 
 def read_metadata(table_or_schema: pa.Table | pa.Schema) -> dict[str, Any]:
-    """Decode our metadata from a result table or schema (JSON values are parsed)."""
+    """Decode our metadata from a result table or schema."""
     schema = table_or_schema.schema if isinstance(table_or_schema, pa.Table) else table_or_schema
     out: dict[str, Any] = {}
     for raw_key, raw_value in (schema.metadata or {}).items():
         key = raw_key.decode()
         if not key.startswith(META_PREFIX):
             continue
-        text = raw_value.decode()
-        try:
-            out[key[len(META_PREFIX) :]] = json.loads(text)
-        except json.JSONDecodeError:
-            out[key[len(META_PREFIX) :]] = text
+        out[key[len(META_PREFIX) :]] = json.loads(raw_value.decode())
     return out
 
 

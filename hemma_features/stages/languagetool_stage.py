@@ -61,7 +61,10 @@ def open_languagetool(config: LanguageToolConfig):
                 "or set languagetool.on_unavailable: skip."
             ) from exc
     # language-tool-python has no heap option; the JVM reads JAVA_TOOL_OPTIONS at start.
-    os.environ["JAVA_TOOL_OPTIONS"] = f"-Xmx{config.heap_size}"
+    options = [
+        o for o in os.environ.get("JAVA_TOOL_OPTIONS", "").split() if not o.startswith("-Xmx")
+    ]
+    os.environ["JAVA_TOOL_OPTIONS"] = " ".join([*options, f"-Xmx{config.heap_size}"])
     try:
         return language_tool_python.LanguageTool(config.language, config=server_properties(config))
     except Exception as exc:
