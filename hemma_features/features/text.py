@@ -26,9 +26,22 @@ def words(doc_or_span: Doc | Span) -> list[Token]:
     return [t for t in doc_or_span if is_word(t)]
 
 
+_SENTENCES_KEY = "hemma_features.sentences"
+
+
+def sentences(doc: Doc) -> list[Span]:
+    """``list(doc.sents)``, kept in ``doc.user_data``: walking the parse for sentence
+    boundaries costs more than most features, and several features need them."""
+    cached = doc.user_data.get(_SENTENCES_KEY)
+    if cached is None:
+        cached = list(doc.sents) if len(doc) else []
+        doc.user_data[_SENTENCES_KEY] = cached
+    return cached
+
+
 def sentences_with_words(doc: Doc) -> list[Span]:
     """spaCy sentences that hold at least one word (a stray "..." is not a sentence)."""
-    return [s for s in doc.sents if any(is_word(t) for t in s)]
+    return [s for s in sentences(doc) if any(is_word(t) for t in s)]
 
 
 def sentence_texts(doc: Doc) -> list[str]:

@@ -1,0 +1,1 @@
+"""The cluster side: stages as Ray Data actor pools, run by a coordinator actor."""

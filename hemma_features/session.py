@@ -1,0 +1,302 @@
+"""The driver side: connect to Ray, submit a run, pull Arrow batches, restore input order.
+
+Works the same on an embedded local Ray, on a cluster joined with ``auto``, and through a
+Ray Client (``ray://host:port``). The driver never imports torch, spaCy or Java: stages
+load on the cluster.
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+import socket
+import time
+import uuid
+from collections.abc import Iterable
+from typing import Any
+from urllib.parse import urlparse
+
+import pyarrow as pa
+
+from hemma_features.config import Config, load_config
+from hemma_features.inputs import prepare_input
+from hemma_features.output import finalize, run_metadata
+from hemma_features.pipeline.metrics import run_metrics
+from hemma_features.pipeline.runner import ROW_INDEX, Coordinator
+from hemma_features.schema import normalize_features
+
+log = logging.getLogger(__name__)
+
+
+class ConnectError(RuntimeError):
+    """The cluster could not be reached or does not match this client."""
+
+
+class RunError(RuntimeError):
+    """A run failed on the cluster (not a row problem: those come back in ``error``)."""
+
+
+def _is_client_address(address: str) -> bool:
+    return address.startswith("ray://")
+
+
+def _port_open(address: str, timeout_s: float = 3.0) -> bool:
+    parsed = urlparse(address)
+    try:
+        with socket.create_connection((parsed.hostname, parsed.port or 10001), timeout_s):
+            return True
+    except OSError:
+        return False
+
+
+def explain_connect_failure(address: str, exc: BaseException, port_open: bool) -> str:
+    """A message a person can act on, for a failed ``ray.init(address)``."""
+    text = str(exc)
+    if "version" in text.lower() and "mismatch" in text.lower():
+        return (
+            f"{address}: Ray Client needs the same Ray version and Python minor version on "
+            f"both ends. This client runs Ray {_ray_version()} on Python "
+            f"{platform.python_version()}. Ray said: {text}"
+        )
+    if not _is_client_address(address):
+        return f"could not connect to Ray at {address!r}: {text}"
+    if not port_open:
+        return (
+            f"nothing answers at {address}: is the cluster up and the tunnel open "
+            f"(e.g. `ssh hemma -L 10001:127.0.0.1:10001 -N`)? ({text})"
+        )
+    return (
+        f"{address} accepts connections but the Ray Client handshake failed ({text}). "
+        "The head most likely uses token authentication (RAY_AUTH_MODE=token) and this "
+        "process has no token or the wrong one: set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN "
+        "(or RAY_AUTH_TOKEN_PATH, a file holding the head's token) before connecting."
+    )
+
+
+def _ray_version() -> str:
+    import ray
+
+    return ray.__version__
+
+
+def check_versions(server: dict[str, Any]) -> None:
+    """Fail plainly when the cluster's Ray or Python minor version differs from ours."""
+    ours_py = ".".join(platform.python_version_tuple()[:2])
+    theirs_py = ".".join(str(server.get("python_version", "")).split(".")[:2])
+    problems = []
+    if server.get("ray_version") and server["ray_version"] != _ray_version():
+        problems.append(f"Ray {server['ray_version']} on the cluster, {_ray_version()} here")
+    if theirs_py and theirs_py != ours_py:
+        problems.append(f"Python {theirs_py} on the cluster, {ours_py} here")
+    if problems:
+        raise ConnectError(
+            "the client and the cluster must run the same Ray version and Python minor "
+            "version: " + "; ".join(problems)
+        )
+
+
+class Session:
+    """A connection to a Ray cluster (embedded local, ``auto`` or ``ray://``).
+
+    Use :func:`connect` to make one; it is a context manager.
+    """
+
+    def __init__(self, address: str | None = None, config: Config | str | None = None) -> None:
+        self.config = load_config(config)
+        self.address = address or self.config.cluster.address
+        self.last_metrics: dict[str, Any] | None = None
+        self._owns_ray = False
+        self._connect()
+
+    def _connect(self) -> None:
+        import ray
+
+        cluster = self.config.cluster
+        if ray.is_initialized():
+            log.info("reusing the Ray connection already open in this process")
+            return
+        try:
+            if self.address == "local":
+                ray.init(
+                    num_cpus=cluster.num_cpus,
+                    num_gpus=cluster.num_gpus,
+                    object_store_memory=(
+                        cluster.object_store_memory_mb * 1024 * 1024
+                        if cluster.object_store_memory_mb
+                        else None
+                    ),
+                    namespace=cluster.namespace,
+                    include_dashboard=False,
+                    log_to_driver=False,
+                    configure_logging=False,
+                )
+            else:
+                context = ray.init(
+                    address=self.address, namespace=cluster.namespace, log_to_driver=False
+                )
+                if _is_client_address(self.address):
+                    check_versions(
+                        {
+                            "ray_version": getattr(context, "ray_version", None),
+                            "python_version": getattr(context, "python_version", None),
+                        }
+                    )
+        except ConnectError:
+            ray.shutdown()
+            raise
+        except Exception as exc:
+            port_open = _is_client_address(self.address) and _port_open(self.address)
+            raise ConnectError(explain_connect_failure(self.address, exc, port_open)) from exc
+        self._owns_ray = True
+
+    def cluster_resources(self) -> dict[str, float]:
+        import ray
+
+        return dict(ray.cluster_resources())
+
+    def extract(
+        self,
+        data: Any,
+        *,
+        text_column: str = "text",
+        prompt_column: str | None = "prompt",
+        id_column: str = "essay_id",
+        prompt: str | None = None,
+        features: Iterable[str] | str | None = None,
+        progress: bool = True,
+    ) -> pa.Table:
+        """Compute features for ``data`` on the cluster and return the contract table.
+
+        ``data``: a ``pyarrow.Table``, a pandas DataFrame, a list of dicts, or a path to a
+        .parquet/.csv/.tsv/.jsonl file. ``prompt`` gives one prompt to every row.
+        ``features``: any of ``embeddings``, ``tier1``, ``tier2``, ``tier3`` (default all);
+        stages that are not needed do not run. Input problems that make the whole input
+        unusable raise :class:`~hemma_features.InputError` before any work; a bad row comes
+        back with ``error`` set. Metrics of the run land in :attr:`last_metrics`.
+        """
+        import ray
+
+        groups = normalize_features(features)
+        canonical = prepare_input(
+            data,
+            text_column=text_column,
+            prompt_column=prompt_column,
+            id_column=id_column,
+            prompt=prompt,
+            max_text_chars=self.config.pipeline.max_text_chars,
+        )
+        n_rows = canonical.num_rows
+        indexed = canonical.append_column(ROW_INDEX, pa.array(range(n_rows), pa.int64()))
+        started = time.perf_counter()
+        actor_cls = ray.remote(num_cpus=0, max_concurrency=16, max_restarts=0)(Coordinator)
+        coordinator = actor_cls.options(
+            name=f"hemma_features-run-{uuid.uuid4().hex[:12]}",
+            namespace=self.config.cluster.namespace,
+        ).remote()
+        try:
+            ray.get(
+                coordinator.start.remote(ray.put(indexed), self.config.model_dump(), list(groups))
+            )
+            parts = self._pull(coordinator, n_rows, progress)
+            summary = ray.get(coordinator.summary.remote())
+        finally:
+            ray.kill(coordinator)
+        elapsed = time.perf_counter() - started
+        processed = _reassemble(parts, n_rows)
+        versions, dim, skipped = _merge_stage_info(summary["stage_info"])
+        metadata = run_metadata(self.config, groups, versions, dim, skipped)
+        table = finalize(processed, groups, dim, metadata)
+        self.last_metrics = run_metrics(
+            "extract",
+            n_rows,
+            elapsed,
+            summary["stages"],
+            self.config.model_dump(),
+            metadata["fingerprint"],
+            address=self.address,
+            features=list(groups),
+            rows_with_error=n_rows - table["error"].null_count,
+        )
+        return table
+
+    def _pull(self, coordinator, n_rows: int, progress: bool) -> list[pa.Table]:
+        import ray
+        from tqdm.auto import tqdm
+
+        parts: list[pa.Table] = []
+        bar = tqdm(total=n_rows, unit="essay", desc="hemma_features", disable=not progress)
+        try:
+            while True:
+                state = ray.get(coordinator.poll.remote(1.0))
+                if state["table"] is not None:
+                    parts.append(state["table"])
+                    bar.update(state["table"].num_rows)
+                if state["error"]:
+                    raise RunError(f"the run failed on the cluster: {state['error']}")
+                if state["done"]:
+                    return parts
+        finally:
+            bar.close()
+
+    def close(self) -> None:
+        import ray
+
+        if self._owns_ray and ray.is_initialized():
+            ray.shutdown()
+        self._owns_ray = False
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _reassemble(parts: list[pa.Table], n_rows: int) -> pa.Table:
+    """Concatenate the pulled batches and put the rows back in input order, checking that
+    every input row came back exactly once."""
+    table = pa.concat_tables(parts, promote_options="default")
+    indices = table[ROW_INDEX].to_numpy()
+    if table.num_rows != n_rows or len(set(indices.tolist())) != n_rows:
+        raise RunError(
+            f"the cluster returned {table.num_rows} rows ({len(set(indices.tolist()))} distinct) "
+            f"for {n_rows} input rows"
+        )
+    return table.take(pa.array(indices.argsort())).drop_columns([ROW_INDEX])
+
+
+def _merge_stage_info(
+    stage_info: dict[str, list[dict[str, Any]]],
+) -> tuple[dict[str, str | None], int | None, dict[str, str]]:
+    versions: dict[str, str | None] = {}
+    dim = None
+    skipped: dict[str, str] = {}
+    for name, reports in stage_info.items():
+        for report in reports:
+            versions.update(report.get("versions", {}))
+            dim = report.get("embedding_dim", dim)
+            if report.get("skipped"):
+                skipped[name] = report["skipped"]
+    versions.pop("languagetool_server", None)
+    return versions, dim, skipped
+
+
+def connect(address: str | None = None, config: Config | str | None = None) -> Session:
+    """Open a :class:`Session`.
+
+    ``address``: ``None`` (the config's ``cluster.address``, ``local`` by default) or
+    ``"local"`` starts an embedded Ray sized from config; ``"auto"`` joins a running
+    cluster; ``"ray://host:port"`` connects a Ray Client (e.g. through an SSH tunnel).
+    """
+    return Session(address, config)
+
+
+_default_session: Session | None = None
+
+
+def extract(data: Any, *, config: Config | str | None = None, **kwargs: Any) -> pa.Table:
+    """:meth:`Session.extract` on a default session, opened at first use."""
+    global _default_session
+    if _default_session is None:
+        _default_session = connect(config=config)
+    return _default_session.extract(data, **kwargs)
