@@ -4,8 +4,12 @@ Transformer embeddings, spaCy syntax features and LanguageTool error rates, retu
 Apache Arrow tables (one row per input row, in order, keyed by ``essay_id``)::
 
     import hemma_features as hf
-    table = hf.extract_local("essays.jsonl", config="local")
+
+    with hf.connect() as session:              # embedded local Ray; or "ray://127.0.0.1:10001"
+        table = session.extract("essays.jsonl", prompt="Describe …")
     embeddings, handcrafted = hf.to_matrices(table)
+
+``hf.extract_local(...)`` runs the same stages in this process, without Ray.
 """
 
 from hemma_features.config import Config, ConfigError, load_config
@@ -22,6 +26,7 @@ from hemma_features.schema import (
     read_metadata,
     to_matrices,
 )
+from hemma_features.session import ConnectError, RunError, Session, connect, extract
 
 __version__ = "0.1.0"
 
@@ -34,9 +39,14 @@ __all__ = [
     "TIER3_FEATURES",
     "Config",
     "ConfigError",
+    "ConnectError",
     "InputError",
     "LocalExtractor",
+    "RunError",
+    "Session",
     "__version__",
+    "connect",
+    "extract",
     "extract_local",
     "load_config",
     "output_schema",

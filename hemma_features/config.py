@@ -124,7 +124,9 @@ class LanguageToolConfig(_Section):
     url: str | None = None
     on_unavailable: Literal["error", "skip"] = "error"
     actors: int = Field(default=1, ge=1)
-    cpus_per_actor: float = Field(default=1.0, gt=0.0)
+    # The actor itself only waits on HTTP; the checking happens in the Java server. Reserve
+    # CPUs here for a server the actor starts, none for a shared one at ``url``.
+    cpus_per_actor: float = Field(default=1.0, ge=0.0)
     # Parallel /v2/check requests per actor (the server checks them on its own threads).
     requests_per_actor: int = Field(default=4, ge=1)
     batch_size: int = Field(default=32, ge=1)

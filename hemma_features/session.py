@@ -118,6 +118,7 @@ class Session:
         try:
             if self.address == "local":
                 ray.init(
+                    address="local",  # a new embedded Ray, never a cluster found on this machine
                     num_cpus=cluster.num_cpus,
                     num_gpus=cluster.num_gpus,
                     object_store_memory=(
@@ -131,9 +132,7 @@ class Session:
                     configure_logging=False,
                 )
             else:
-                context = ray.init(
-                    address=self.address, namespace=cluster.namespace, log_to_driver=False
-                )
+                context = ray.init(address=self.address, namespace=cluster.namespace)
                 if _is_client_address(self.address):
                     check_versions(
                         {
@@ -188,6 +187,7 @@ class Session:
         n_rows = canonical.num_rows
         indexed = canonical.append_column(ROW_INDEX, pa.array(range(n_rows), pa.int64()))
         started = time.perf_counter()
+        started_wall = time.time()
         actor_cls = ray.remote(num_cpus=0, max_concurrency=16, max_restarts=0)(Coordinator)
         coordinator = actor_cls.options(
             name=f"hemma_features-run-{uuid.uuid4().hex[:12]}",
@@ -199,6 +199,7 @@ class Session:
             )
             parts = self._pull(coordinator, n_rows, progress)
             summary = ray.get(coordinator.summary.remote())
+            log.info("stage info: %s (run started %.3f)", summary["stage_info"], started_wall)
         finally:
             ray.kill(coordinator)
         elapsed = time.perf_counter() - started

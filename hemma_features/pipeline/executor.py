@@ -36,12 +36,16 @@ class StageActor:
         features: tuple[str, ...],
         coordinator: Any = None,
     ) -> None:
+        start = time.perf_counter()
         self.stage = stage_cls(Config.model_validate(config), features)
         self.batch_column, self.seconds_column = timing_columns(stage_cls.name)
         if coordinator is not None:
             import ray
 
-            ray.get(coordinator.report_stage.remote(stage_cls.name, describe_stage(self.stage)))
+            info = describe_stage(self.stage)
+            info["load_s"] = round(time.perf_counter() - start, 3)
+            info["ready_at"] = time.time()
+            ray.get(coordinator.report_stage.remote(stage_cls.name, info))
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         start = time.perf_counter()

@@ -82,6 +82,11 @@ class Coordinator:
                 "elapsed_s": time.time() - self._started,
             }
 
+    def progress(self) -> dict[str, Any]:
+        """Rows finished and rows in total, without taking any batches."""
+        with self._lock:
+            return {"rows_done": self._rows_done, "n_rows": self._n_rows, "done": self._done}
+
     def stage_pids(self) -> dict[str, list[int]]:
         with self._lock:
             return {n: [r["pid"] for r in reports] for n, reports in self._stage_info.items()}

@@ -1,0 +1,151 @@
+"""The ``hemma-features`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from hemma_features.config import ConfigError
+from hemma_features.inputs import InputError
+from hemma_features.schema import FEATURE_GROUPS, normalize_features, read_metadata
+
+EXIT_BAD_INPUT = 2
+EXIT_RUN_FAILED = 3
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hemma-features",
+        description="Essay features (embeddings, spaCy syntax, LanguageTool error rates) on Ray.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    ex = sub.add_parser(
+        "extract",
+        help="compute features for a file of essays and write Parquet",
+        description=(
+            "Compute features for INPUT (.parquet, .csv, .tsv or .jsonl) and write one row per "
+            "input row, in input order, to OUTPUT (Parquet with the schema metadata). Rows that "
+            "fail come back with their 'error' column set."
+        ),
+    )
+    ex.add_argument("input", type=Path, help="essays: .parquet, .csv, .tsv or .jsonl")
+    ex.add_argument("-o", "--output", type=Path, required=True, help="output .parquet file")
+    ex.add_argument(
+        "--config",
+        default=None,
+        help="YAML config path or bundled name (local, hemma); default: local",
+    )
+    ex.add_argument(
+        "--address",
+        default=None,
+        help="'local' (embedded Ray), 'auto', 'ray://HOST:PORT', or 'inprocess' (no Ray); "
+        "default: the config's cluster.address",
+    )
+    ex.add_argument("--text-column", default="text", help="column holding the essay (default: text)")
+    ex.add_argument(
+        "--prompt-column", default="prompt", help="column holding the prompt (default: prompt)"
+    )
+    ex.add_argument("--id-column", default="essay_id", help="id column (default: essay_id)")
+    ex.add_argument("--prompt", default=None, help="one prompt for every row")
+    ex.add_argument(
+        "--features",
+        default=",".join(FEATURE_GROUPS),
+        help=f"comma-separated groups from {','.join(FEATURE_GROUPS)} (default: all)",
+    )
+    ex.add_argument("--metrics", type=Path, default=None, help="write the run's metrics JSON here")
+    ex.add_argument("--no-progress", action="store_true", help="no progress bar")
+    ex.add_argument("-v", "--verbose", action="store_true", help="log stage warnings")
+    return parser
+
+
+def _summary(table, metrics: dict | None, output: Path) -> str:
+    meta = read_metadata(table)
+    n = table.num_rows
+    failed = n - table["error"].null_count
+    lines = [
+        f"wrote {n} rows to {output} ({failed} with error)",
+        f"features: {', '.join(meta['features'])}; fingerprint {meta['fingerprint']}",
+    ]
+    if metrics:
+        bench = metrics["benchmarks"][0]
+        lines.append(
+            f"{bench['n_essays']} essays in {bench['elapsed_s']:.1f} s "
+            f"({bench['essays_per_second']:.2f} essays/s)"
+        )
+        for stage, values in metrics.get("stages", {}).items():
+            lat = values["latency_s"]
+            lines.append(
+                f"  {stage:<12} actors {values['actors']}  batches {values['batches']:>4}  "
+                f"busy {values['busy_s']:8.1f} s  latency mean {lat['mean']:.2f} s  "
+                f"p95 {lat['p95']:.2f} s"
+            )
+    for stage, reason in (meta.get("skipped") or {}).items():
+        lines.append(f"skipped {stage}: its columns are null ({reason.splitlines()[0][:200]})")
+    if failed:
+        errors = table.filter(table["error"].is_valid())
+        lines.append("first errors:")
+        for row in errors.select(["essay_id", "error"]).slice(0, 5).to_pylist():
+            lines.append(f"  {row['essay_id']!r}: {row['error'][:160]}")
+    return "\n".join(lines)
+
+
+def _extract(args: argparse.Namespace) -> int:
+    import pyarrow.parquet as pq
+
+    features = normalize_features(args.features)
+    if args.output.suffix.lower() != ".parquet":
+        raise InputError(f"output must be a .parquet file, got {args.output}")
+    if not args.input.is_file():
+        raise InputError(f"{args.input}: no such file")
+    kwargs = {
+        "text_column": args.text_column,
+        "prompt_column": args.prompt_column,
+        "id_column": args.id_column,
+        "prompt": args.prompt,
+        "features": features,
+    }
+    metrics = None
+    if args.address == "inprocess":
+        from hemma_features.local import extract_local
+
+        table = extract_local(args.input, args.config, **kwargs)
+    else:
+        from hemma_features.session import connect
+
+        with connect(args.address, args.config) as session:
+            table = session.extract(args.input, progress=not args.no_progress, **kwargs)
+            metrics = session.last_metrics
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, args.output)
+    if args.metrics and metrics is not None:
+        args.metrics.parent.mkdir(parents=True, exist_ok=True)
+        args.metrics.write_text(json.dumps(metrics, indent=2))
+    print(_summary(table, metrics, args.output))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING if args.verbose else logging.ERROR,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    from hemma_features.session import ConnectError, RunError
+
+    try:
+        if args.command == "extract":
+            return _extract(args)
+    except (InputError, ConfigError, ValueError) as exc:
+        print(f"hemma-features: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except (ConnectError, RunError) as exc:
+        print(f"hemma-features: error: {exc}", file=sys.stderr)
+        return EXIT_RUN_FAILED
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
