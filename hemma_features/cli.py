@@ -44,7 +44,9 @@ def _parser() -> argparse.ArgumentParser:
         help="'local' (embedded Ray), 'auto', 'ray://HOST:PORT', or 'inprocess' (no Ray); "
         "default: the config's cluster.address",
     )
-    ex.add_argument("--text-column", default="text", help="column holding the essay (default: text)")
+    ex.add_argument(
+        "--text-column", default="text", help="column holding the essay (default: text)"
+    )
     ex.add_argument(
         "--prompt-column", default="prompt", help="column holding the prompt (default: prompt)"
     )
@@ -100,6 +102,11 @@ def _extract(args: argparse.Namespace) -> int:
         raise InputError(f"output must be a .parquet file, got {args.output}")
     if not args.input.is_file():
         raise InputError(f"{args.input}: no such file")
+    from hemma_features.config import load_config
+    from hemma_features.inputs import prepare_input, read_table
+
+    config = load_config(args.config)
+    data = read_table(args.input)
     kwargs = {
         "text_column": args.text_column,
         "prompt_column": args.prompt_column,
@@ -107,16 +114,22 @@ def _extract(args: argparse.Namespace) -> int:
         "prompt": args.prompt,
         "features": features,
     }
+    # Check the whole input before any cluster work starts (the run checks it again).
+    prepare_input(
+        data,
+        max_text_chars=config.pipeline.max_text_chars,
+        **{k: v for k, v in kwargs.items() if k != "features"},
+    )
     metrics = None
     if args.address == "inprocess":
         from hemma_features.local import extract_local
 
-        table = extract_local(args.input, args.config, **kwargs)
+        table = extract_local(data, config, **kwargs)
     else:
         from hemma_features.session import connect
 
-        with connect(args.address, args.config) as session:
-            table = session.extract(args.input, progress=not args.no_progress, **kwargs)
+        with connect(args.address, config) as session:
+            table = session.extract(data, progress=not args.no_progress, **kwargs)
             metrics = session.last_metrics
     args.output.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(table, args.output)

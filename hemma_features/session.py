@@ -187,7 +187,6 @@ class Session:
         n_rows = canonical.num_rows
         indexed = canonical.append_column(ROW_INDEX, pa.array(range(n_rows), pa.int64()))
         started = time.perf_counter()
-        started_wall = time.time()
         actor_cls = ray.remote(num_cpus=0, max_concurrency=16, max_restarts=0)(Coordinator)
         coordinator = actor_cls.options(
             name=f"hemma_features-run-{uuid.uuid4().hex[:12]}",
@@ -197,9 +196,8 @@ class Session:
             ray.get(
                 coordinator.start.remote(ray.put(indexed), self.config.model_dump(), list(groups))
             )
-            parts = self._pull(coordinator, n_rows, progress)
+            parts, first_result_s = self._pull(coordinator, n_rows, progress, started)
             summary = ray.get(coordinator.summary.remote())
-            log.info("stage info: %s (run started %.3f)", summary["stage_info"], started_wall)
         finally:
             ray.kill(coordinator)
         elapsed = time.perf_counter() - started
@@ -215,27 +213,33 @@ class Session:
             self.config.model_dump(),
             metadata["fingerprint"],
             address=self.address,
+            first_result_s=first_result_s,
             features=list(groups),
             rows_with_error=n_rows - table["error"].null_count,
         )
         return table
 
-    def _pull(self, coordinator, n_rows: int, progress: bool) -> list[pa.Table]:
+    def _pull(
+        self, coordinator, n_rows: int, progress: bool, started: float
+    ) -> tuple[list[pa.Table], float | None]:
         import ray
         from tqdm.auto import tqdm
 
         parts: list[pa.Table] = []
+        first_result_s = None
         bar = tqdm(total=n_rows, unit="essay", desc="hemma_features", disable=not progress)
         try:
             while True:
                 state = ray.get(coordinator.poll.remote(1.0))
                 if state["table"] is not None:
+                    if first_result_s is None:
+                        first_result_s = round(time.perf_counter() - started, 3)
                     parts.append(state["table"])
                     bar.update(state["table"].num_rows)
                 if state["error"]:
                     raise RunError(f"the run failed on the cluster: {state['error']}")
                 if state["done"]:
-                    return parts
+                    return parts, first_result_s
         finally:
             bar.close()
 

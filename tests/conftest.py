@@ -111,3 +111,8 @@ def minilm_config(fake_languagetool) -> Config:
         embedding={"model": MINILM, "pooling": "mean", "device": "cpu"},
         languagetool={"url": fake_languagetool.url, "on_unavailable": "error", "backoff_s": 0.01},
     )
+
+
+def pytest_collection_modifyitems(config, items):
+    """Run the Ray-cluster tests last, after the fast unit tests."""
+    items.sort(key=lambda item: item.get_closest_marker("ray") is not None)

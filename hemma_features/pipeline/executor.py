@@ -45,6 +45,7 @@ class StageActor:
             info = describe_stage(self.stage)
             info["load_s"] = round(time.perf_counter() - start, 3)
             info["ready_at"] = time.time()
+
             ray.get(coordinator.report_stage.remote(stage_cls.name, info))
 
     def __call__(self, batch: pa.Table) -> pa.Table:

@@ -1,0 +1,155 @@
+"""The Ray Client path for real: a head started as its own process with token auth, and
+drivers in other processes connecting through ray://."""
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+import hemma_features as hf
+from hemma_features.session import ConnectError, check_versions
+from tests.conftest import MINILM, make_config
+from tests.ray_helpers import EXAMPLES, RayHead, assert_same_results
+
+pytestmark = pytest.mark.ray
+
+# Fail fast instead of Ray Client's default ~30 s of retries on a refused handshake.
+FAST_FAIL = {
+    "RAY_CLIENT_INITIAL_CONNECTION_TIMEOUT_S": "1",
+    "RAY_CLIENT_MAX_CONNECTION_TIMEOUT_S": "2",
+}
+
+
+def _base_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "HEMMA_FEATURES__"))}
+    env.setdefault("HF_HUB_OFFLINE", "1")
+    return env
+
+
+@pytest.fixture(scope="module")
+def token():
+    return secrets.token_hex(16)
+
+
+@pytest.fixture(scope="module")
+def head(token):
+    head = RayHead({**_base_env(), "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token})
+    yield head
+    head.stop()
+
+
+@pytest.fixture(scope="module")
+def config_file(tmp_path_factory, fake_languagetool):
+    config = make_config(
+        pipeline={"block_rows": 6},
+        embedding={"model": MINILM, "pooling": "mean", "device": "cpu", "batch_size": 6},
+        languagetool={"url": fake_languagetool.url, "on_unavailable": "error"},
+    )
+    path = tmp_path_factory.mktemp("cfg") / "test.yaml"
+    path.write_text(yaml.safe_dump(config.model_dump()))
+    return path
+
+
+def run_cli(args, env, timeout=420):
+    return subprocess.run(
+        [sys.executable, "-m", "hemma_features.cli", *map(str, args)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def test_cli_through_ray_client_equals_embedded_run(head, token, config_file, tmp_path):
+    out, metrics = tmp_path / "client.parquet", tmp_path / "metrics.json"
+    env = {**_base_env(), "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token}
+    done = run_cli(
+        [
+            "extract",
+            EXAMPLES,
+            "-o",
+            out,
+            "--address",
+            head.address,
+            "--config",
+            config_file,
+            "--metrics",
+            metrics,
+            "--no-progress",
+        ],
+        env,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "wrote 12 rows" in done.stdout
+    got = pq.read_table(out)
+    expected = hf.extract_local(EXAMPLES, hf.load_config(config_file, environ={}))
+    assert_same_results(got, expected)
+    assert hf.read_metadata(got)["fingerprint"] == hf.read_metadata(expected)["fingerprint"]
+    recorded = json.loads(metrics.read_text())
+    assert recorded["benchmarks"][0]["n_essays"] == 12
+    assert recorded["address"] == head.address
+
+
+@pytest.mark.parametrize("case", ["wrong", "missing"])
+def test_bad_token_names_token_auth(head, config_file, tmp_path, case):
+    env = {**_base_env(), **FAST_FAIL, "HOME": str(tmp_path)}  # no ~/.ray/auth_token either
+    if case == "wrong":
+        env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN="not-the-token")
+    done = run_cli(
+        [
+            "extract",
+            EXAMPLES,
+            "-o",
+            tmp_path / "x.parquet",
+            "--address",
+            head.address,
+            "--config",
+            config_file,
+            "--no-progress",
+        ],
+        env,
+        timeout=120,
+    )
+    assert done.returncode == 3
+    assert "token authentication (RAY_AUTH_MODE=token)" in done.stderr
+    assert "RAY_AUTH_TOKEN" in done.stderr
+    assert not (tmp_path / "x.parquet").exists()
+
+
+def test_nothing_listening_says_so(tmp_path, config_file):
+    from tests.ray_helpers import free_port
+
+    env = {**_base_env(), **FAST_FAIL}
+    address = f"ray://127.0.0.1:{free_port()}"
+    done = run_cli(
+        [
+            "extract",
+            EXAMPLES,
+            "-o",
+            tmp_path / "x.parquet",
+            "--address",
+            address,
+            "--config",
+            config_file,
+            "--no-progress",
+        ],
+        env,
+        timeout=120,
+    )
+    assert done.returncode == 3
+    assert f"nothing answers at {address}" in done.stderr
+
+
+def test_version_mismatch_is_reported_plainly():
+    import ray
+
+    with pytest.raises(ConnectError, match=r"same Ray version.*Ray 2\.0\.0 on the cluster"):
+        check_versions({"ray_version": "2.0.0", "python_version": sys.version})
+    with pytest.raises(ConnectError, match=r"Python 3\.9 on the cluster"):
+        check_versions({"ray_version": ray.__version__, "python_version": "3.9.18"})
+    check_versions({"ray_version": ray.__version__, "python_version": sys.version.split()[0]})
