@@ -62,9 +62,9 @@ def baseline(data, config, features, args) -> dict:
     }
 
 
-def pipeline(data, config, features, args) -> dict:
+def pipeline(data, config, features, args, address: str = "local") -> dict:
     started = time.perf_counter()
-    with hf.connect("local", config) as session:
+    with hf.connect(address, config) as session:
         connect_s = time.perf_counter() - started
         cpus = session.cluster_resources().get("CPU", os.cpu_count())
         table = session.extract(
@@ -80,9 +80,10 @@ def pipeline(data, config, features, args) -> dict:
     busy = {name: s["busy_s"] for name, s in metrics["stages"].items()}
     wall = bench["elapsed_s"]
     return {
-        "name": "ray_pipeline_local",
+        "name": f"ray_pipeline_{address}",
         "n_essays": bench["n_essays"],
         "connect_s": round(connect_s, 2),
+        "first_result_s": bench.get("first_result_s") or metrics.get("first_result_s"),
         "elapsed_s": wall,
         "essays_per_second": bench["essays_per_second"],
         "cpus": cpus,
@@ -103,14 +104,30 @@ def main() -> None:
     parser.add_argument("--config", default="local")
     parser.add_argument("--features", default="embeddings,tier2,tier3")
     parser.add_argument("--json", type=Path, default=None, help="also write the JSON here")
+    parser.add_argument(
+        "--addresses",
+        default="local",
+        help="comma-separated Ray addresses to run the pipeline on, one after the other "
+        "(e.g. 'auto,ray://127.0.0.1:10001' to price the Ray Client path on one head)",
+    )
+    parser.add_argument("--skip-baseline", action="store_true")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args()
 
     config = hf.load_config(args.config)
     features = hf.schema.normalize_features(args.features)
     data = read_table(args.input).slice(0, args.n)
+    runs = [pipeline(data, config, features, args, a) for a in args.addresses.split(",")]
+    if args.skip_baseline:
+        for run in runs:
+            print(
+                f"{run['name']}: {run['essays_per_second']:.2f} essays/s, "
+                f"first result after {run['first_result_s']} s, efficiency {run['efficiency']}"
+            )
+        print(json.dumps({"pipelines": runs}, indent=2))
+        return
     base = baseline(data, config, features, args)
-    pipe = pipeline(data, config, features, args)
+    pipe = runs[0]
     ratio = pipe["essays_per_second"] / base["essays_per_second"]
     ratio_incl_load = pipe["essays_per_second"] / base["essays_per_second_incl_load"]
     print(f"\n{pipe['n_essays']} essays, features {','.join(features)}, config {args.config}")

@@ -28,6 +28,12 @@ from hemma_features.schema import normalize_features
 log = logging.getLogger(__name__)
 
 
+# Ray Client's proxy starts one server process per client; under load that start can fail
+# once and succeed on the next try.
+_SERVER_SIDE_FAILURE = "Starting Ray client server failed"
+_CLIENT_CONNECT_ATTEMPTS = 3
+
+
 class ConnectError(RuntimeError):
     """The cluster could not be reached or does not match this client."""
 
@@ -60,6 +66,11 @@ def explain_connect_failure(address: str, exc: BaseException, port_open: bool) -
         )
     if not _is_client_address(address):
         return f"could not connect to Ray at {address!r}: {text}"
+    if _SERVER_SIDE_FAILURE in text:
+        return (
+            f"{address}: the head's Ray Client server could not start a session for this "
+            f"client; see ray_client_server*.err in the head's Ray logs. ({text.strip()})"
+        )
     if not port_open:
         return (
             f"nothing answers at {address}: is the cluster up and the tunnel open "
@@ -132,7 +143,7 @@ class Session:
                     configure_logging=False,
                 )
             else:
-                context = ray.init(address=self.address, namespace=cluster.namespace)
+                context = self._init_remote()
                 if _is_client_address(self.address):
                     check_versions(
                         {
@@ -147,6 +158,19 @@ class Session:
             port_open = _is_client_address(self.address) and _port_open(self.address)
             raise ConnectError(explain_connect_failure(self.address, exc, port_open)) from exc
         self._owns_ray = True
+
+    def _init_remote(self):
+        import ray
+
+        for attempt in range(1, _CLIENT_CONNECT_ATTEMPTS + 1):
+            try:
+                return ray.init(address=self.address, namespace=self.config.cluster.namespace)
+            except Exception as exc:
+                if _SERVER_SIDE_FAILURE not in str(exc) or attempt == _CLIENT_CONNECT_ATTEMPTS:
+                    raise
+                log.warning("Ray Client session failed to start (try %d), retrying", attempt)
+                time.sleep(2.0 * attempt)
+        raise AssertionError("unreachable")
 
     def cluster_resources(self) -> dict[str, float]:
         import ray

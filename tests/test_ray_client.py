@@ -153,3 +153,11 @@ def test_version_mismatch_is_reported_plainly():
     with pytest.raises(ConnectError, match=r"Python 3\.9 on the cluster"):
         check_versions({"ray_version": ray.__version__, "python_version": "3.9.18"})
     check_versions({"ray_version": ray.__version__, "python_version": sys.version.split()[0]})
+
+
+def test_server_side_session_failure_is_not_blamed_on_the_token():
+    from hemma_features.session import explain_connect_failure
+
+    error = RuntimeError("Initialization failure from server:\nStarting Ray client server failed.")
+    message = explain_connect_failure("ray://127.0.0.1:10001", error, port_open=True)
+    assert "could not start a session" in message and "token" not in message
