@@ -73,6 +73,7 @@ class PipelineConfig(_Section):
 
     # Rows per block handed between stages (the unit of retry and of progress).
     block_rows: int = Field(default=64, ge=1)
+    # Batches queued on each stage actor at once (the old server's HTTP worker count).
     max_in_flight_batches: int = Field(default=4, ge=1)
     # Longer texts are not processed: the row comes back with ``error`` set.
     max_text_chars: int = Field(default=100_000, ge=1)

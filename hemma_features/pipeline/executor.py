@@ -85,7 +85,10 @@ def apply_stage(ds, stage_cls: type[Stage], config: Config, features, coordinato
             "features": tuple(features),
             "coordinator": coordinator,
         },
-        compute=ray.data.ActorPoolStrategy(size=res.actors),
+        compute=ray.data.ActorPoolStrategy(
+            size=res.actors,
+            max_tasks_in_flight_per_actor=config.pipeline.max_in_flight_batches,
+        ),
         num_cpus=res.num_cpus,
         num_gpus=res.num_gpus or None,
         batch_size=res.batch_size,

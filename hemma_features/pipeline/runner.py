@@ -76,8 +76,17 @@ class Coordinator:
         """Stage timings, actors, and what the stage actors reported about themselves."""
         with self._lock:
             info = {name: list(reports) for name, reports in self._stage_info.items()}
+            stages = self._timings.summary(self._actors)
+            for name, reports in info.items():
+                # Start-up: how long after the run began the first actor of each stage could
+                # take work, and how long its model took to load.
+                first = min(reports, key=lambda r: r["ready_at"])
+                stages.setdefault(name, {}).update(
+                    ready_after_s=round(first["ready_at"] - self._started, 2),
+                    load_s=first["load_s"],
+                )
             return {
-                "stages": self._timings.summary(self._actors),
+                "stages": stages,
                 "stage_info": info,
                 "elapsed_s": time.time() - self._started,
             }
@@ -122,11 +131,8 @@ class Coordinator:
             for stage_cls in stages_for(features):
                 self._actors[stage_cls.name] = stage_cls.resources(config).actors
                 ds = apply_stage(ds, stage_cls, config, features, coordinator=me)
-            batches = ds.iter_batches(
-                batch_size=None,
-                batch_format="pyarrow",
-                prefetch_batches=config.pipeline.max_in_flight_batches,
-            )
+            # No prefetch: a prefetching iterator held finished rows back until the end.
+            batches = ds.iter_batches(batch_size=None, batch_format="pyarrow", prefetch_batches=0)
             for batch in batches:
                 batch = self._timings.absorb(batch)
                 batch = batch.drop_columns([c for c in _INTERNAL_INPUTS if c in batch.column_names])
