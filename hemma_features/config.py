@@ -71,7 +71,8 @@ class ClusterConfig(_Section):
 class PipelineConfig(_Section):
     """Run-wide limits."""
 
-    # Rows per block handed between stages (the unit of retry and of progress).
+    # Rows per block: what each stage actor gets per call, the unit of retry and of
+    # progress (the first two blocks of a run are smaller so results start sooner).
     block_rows: int = Field(default=64, ge=1)
     # Batches queued on each stage actor at once (the old server's HTTP worker count).
     max_in_flight_batches: int = Field(default=4, ge=1)
@@ -130,7 +131,6 @@ class LanguageToolConfig(_Section):
     cpus_per_actor: float = Field(default=1.0, ge=0.0)
     # Parallel /v2/check requests per actor (the server checks them on its own threads).
     requests_per_actor: int = Field(default=4, ge=1)
-    batch_size: int = Field(default=32, ge=1)
     heap_size: str = "2g"
     # The server's own speed settings (its --config properties).
     pipeline_caching: bool = True

@@ -33,7 +33,6 @@ def ray_config(fake_languagetool):
             "url": fake_languagetool.url,
             "on_unavailable": "error",
             "backoff_s": 0.01,
-            "batch_size": 6,
         },
     )
 

@@ -103,4 +103,4 @@ def test_one_failing_row_does_not_sink_the_batch(stage, monkeypatch):
 
 def test_resources_come_from_config():
     resources = SpacyStage.resources(make_config(spacy={"actors": 3, "batch_size": 16}))
-    assert (resources.actors, resources.batch_size, resources.num_gpus) == (3, 16, 0.0)
+    assert (resources.actors, resources.num_cpus, resources.num_gpus) == (3, 1.0, 0.0)

@@ -91,7 +91,9 @@ def apply_stage(ds, stage_cls: type[Stage], config: Config, features, coordinato
         ),
         num_cpus=res.num_cpus,
         num_gpus=res.num_gpus or None,
-        batch_size=res.batch_size,
+        # One call per block: the coordinator sizes the blocks (pipeline.block_rows, smaller
+        # at first); each stage batches inside a call with its own batch_size.
+        batch_size=None,
         batch_format="pyarrow",
         zero_copy_batch=True,
         udf_modifying_row_count=False,

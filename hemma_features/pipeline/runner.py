@@ -27,6 +27,18 @@ ROW_INDEX = "_hf_row"
 _INTERNAL_INPUTS = ("text", "prompt", *TEXT_LIST_COLUMNS)
 
 
+def ramped_blocks(table: pa.Table, block_rows: int) -> list[pa.Table]:
+    """Slice the input into blocks of ``block_rows``, the first two smaller (¼, ½), so the
+    first results come back while the pipeline is still filling up."""
+    sizes = [max(1, block_rows // 4), max(1, block_rows // 2)]
+    blocks, start = [], 0
+    while start < table.num_rows:
+        size = sizes.pop(0) if sizes else block_rows
+        blocks.append(table.slice(start, size))
+        start += size
+    return blocks or [table]
+
+
 class Coordinator:
     """Runs the Ray Data pipeline for one run and buffers its finished batches."""
 
@@ -125,9 +137,7 @@ class Coordinator:
             context.enable_progress_bars = False
             context.execution_options.preserve_order = False  # the driver restores order
             me = ray.get_runtime_context().current_actor
-            block = config.pipeline.block_rows
-            blocks = [table.slice(i, block) for i in range(0, table.num_rows, block)] or [table]
-            ds = ray.data.from_arrow(blocks)
+            ds = ray.data.from_arrow(ramped_blocks(table, config.pipeline.block_rows))
             for stage_cls in stages_for(features):
                 self._actors[stage_cls.name] = stage_cls.resources(config).actors
                 ds = apply_stage(ds, stage_cls, config, features, coordinator=me)

@@ -24,12 +24,11 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class StageResources:
-    """What Ray should reserve for one actor of a stage, and how it batches."""
+    """What Ray should reserve for each actor of a stage, and how many actors."""
 
     actors: int
     num_cpus: float
     num_gpus: float
-    batch_size: int
 
 
 @dataclass

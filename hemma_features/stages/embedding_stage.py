@@ -164,9 +164,6 @@ class EmbeddingStage(Stage):
             actors=emb.actors,
             num_cpus=emb.cpus_per_actor,
             num_gpus=emb.gpus_per_actor,
-            # Rows per call; each row brings its sentences and paragraphs, which the encoder
-            # then packs into forward passes of at most ``embedding.batch_size`` texts.
-            batch_size=config.pipeline.block_rows,
         )
 
     @classmethod

@@ -148,9 +148,7 @@ class LanguageToolStage(Stage):
     @classmethod
     def resources(cls, config: Config) -> StageResources:
         lt = config.languagetool
-        return StageResources(
-            actors=lt.actors, num_cpus=lt.cpus_per_actor, num_gpus=0.0, batch_size=lt.batch_size
-        )
+        return StageResources(actors=lt.actors, num_cpus=lt.cpus_per_actor, num_gpus=0.0)
 
     @classmethod
     def needed_for(cls, features: Iterable[str]) -> bool:

@@ -79,7 +79,6 @@ class SpacyStage(Stage):
             actors=config.spacy.actors,
             num_cpus=config.spacy.cpus_per_actor,
             num_gpus=0.0,
-            batch_size=config.spacy.batch_size,
         )
 
     @classmethod
