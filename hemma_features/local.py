@@ -12,6 +12,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from hemma_features.blocks import ramped_blocks
 from hemma_features.config import Config, load_config
 from hemma_features.inputs import prepare_input
 from hemma_features.output import finalize, run_metadata
@@ -54,11 +55,9 @@ class LocalExtractor:
         }
 
     def run_batches(self, canonical: pa.Table) -> pa.Table:
-        """Push the canonical table through every stage, ``pipeline.block_rows`` at a time."""
-        size = self.config.pipeline.block_rows
+        """Push the canonical table through every stage, block by block, cut as on Ray."""
         done = []
-        for start in range(0, max(canonical.num_rows, 1), size):
-            block = canonical.slice(start, size)
+        for block in ramped_blocks(canonical, self.config.pipeline.block_rows):
             for stage in self.stages:
                 block = stage(block)
             done.append(block)

@@ -15,6 +15,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from hemma_features.blocks import ramped_blocks
 from hemma_features.config import Config
 from hemma_features.pipeline.executor import apply_stage
 from hemma_features.pipeline.metrics import StageTimings
@@ -25,18 +26,6 @@ log = logging.getLogger(__name__)
 ROW_INDEX = "_hf_row"
 # Columns the stages read but the driver does not need back.
 _INTERNAL_INPUTS = ("text", "prompt", *TEXT_LIST_COLUMNS)
-
-
-def ramped_blocks(table: pa.Table, block_rows: int) -> list[pa.Table]:
-    """Slice the input into blocks of ``block_rows``, the first two smaller (¼, ½), so the
-    first results come back while the pipeline is still filling up."""
-    sizes = [max(1, block_rows // 4), max(1, block_rows // 2)]
-    blocks, start = [], 0
-    while start < table.num_rows:
-        size = sizes.pop(0) if sizes else block_rows
-        blocks.append(table.slice(start, size))
-        start += size
-    return blocks or [table]
 
 
 class Coordinator:
