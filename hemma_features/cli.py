@@ -60,6 +60,52 @@ def _parser() -> argparse.ArgumentParser:
     ex.add_argument("--metrics", type=Path, default=None, help="write the run's metrics JSON here")
     ex.add_argument("--no-progress", action="store_true", help="no progress bar")
     ex.add_argument("-v", "--verbose", action="store_true", help="log stage warnings")
+
+    tr = sub.add_parser(
+        "prepare-training",
+        help="tokenize and chunk essays into Parquet for transformer fine-tuning",
+        description=(
+            "Tokenize INPUT's essays and cut each into overlapping windows of at most "
+            "--max-length tokens (special tokens included). Writes Parquet shards to DIR (one "
+            "folder per split; train/ without --split-column) and DIR/coverage.json."
+        ),
+    )
+    tr.add_argument("input", type=Path, help="essays: .parquet, .csv, .tsv or .jsonl")
+    tr.add_argument("-o", "--output", type=Path, required=True, help="output folder (new)")
+    tr.add_argument(
+        "--tokenizer",
+        default=None,
+        help="hub name, folder or package:MODULE/SUBDIR (default: the config's training."
+        "tokenizer, else its embedding.model)",
+    )
+    tr.add_argument("--max-length", type=int, default=None, help="tokens per chunk (default 512)")
+    tr.add_argument(
+        "--overlap",
+        type=int,
+        default=None,
+        help="tokens shared by neighbouring chunks (default 128)",
+    )
+    tr.add_argument("--label-columns", default="", help="comma-separated columns copied to chunks")
+    tr.add_argument("--split-column", default=None, help="column whose values name the splits")
+    tr.add_argument(
+        "--text-column", default="text", help="column holding the essay (default: text)"
+    )
+    tr.add_argument("--id-column", default="essay_id", help="id column (default: essay_id)")
+    tr.add_argument(
+        "--with-features",
+        type=Path,
+        default=None,
+        help="an extract output (.parquet) whose columns are joined onto each chunk by essay_id",
+    )
+    tr.add_argument("--config", default=None, help="YAML config path or bundled name")
+    tr.add_argument(
+        "--address",
+        default=None,
+        help="'local', 'auto', 'ray://HOST:PORT' or 'inprocess' (default: the config's)",
+    )
+    tr.add_argument("--metrics", type=Path, default=None, help="write the run's metrics JSON here")
+    tr.add_argument("--no-progress", action="store_true", help="no progress bar")
+    tr.add_argument("-v", "--verbose", action="store_true", help="log row warnings")
     return parser
 
 
@@ -140,6 +186,65 @@ def _extract(args: argparse.Namespace) -> int:
     return 0
 
 
+def _prepare_training(args: argparse.Namespace) -> int:
+    from hemma_features import training_data as td
+    from hemma_features.config import load_config
+    from hemma_features.inputs import read_table
+
+    if not args.input.is_file():
+        raise InputError(f"{args.input}: no such file")
+    config = td.training_config(
+        load_config(args.config), args.tokenizer, args.max_length, args.overlap
+    )
+    labels = [c.strip() for c in args.label_columns.split(",") if c.strip()]
+    data = read_table(args.input)
+    td.prepare_canonical(  # check the whole input before any work
+        data,
+        id_column=args.id_column,
+        text_column=args.text_column,
+        label_columns=labels,
+        split_column=args.split_column,
+        max_text_chars=config.pipeline.max_text_chars,
+    )
+    kwargs = {
+        "output_dir": args.output,
+        "id_column": args.id_column,
+        "text_column": args.text_column,
+        "label_columns": labels,
+        "split_column": args.split_column,
+        "with_features": args.with_features,
+    }
+    metrics = None
+    if args.address == "inprocess":
+        result = td.prepare_training_data_local(data, config=config, **kwargs)
+    else:
+        from hemma_features.session import connect
+
+        with connect(args.address, config) as session:
+            result = session.prepare_training_data(data, progress=not args.no_progress, **kwargs)
+            metrics = session.last_metrics
+    if args.metrics and metrics is not None:
+        args.metrics.parent.mkdir(parents=True, exist_ok=True)
+        args.metrics.write_text(json.dumps(metrics, indent=2))
+    cov = result.coverage
+    counts = cov["counts"]
+    print(
+        f"wrote {counts['chunks']} chunks of {counts['essays_with_chunks']} essays to "
+        f"{result.output_dir} ({len(result.files)} file(s); splits {cov['chunks_per_split']})\n"
+        f"{cov['percent_longer_than_max_length']:.1f}% of essays exceed {cov['max_length']} "
+        f"tokens; truncation would lose {cov['mean_tokens_lost_by_truncation']:.1f} tokens per "
+        f"essay on average; chunks per essay mean {cov['chunks_per_essay']['mean']:.2f}, "
+        f"p95 {cov['chunks_per_essay']['p95']:.0f}"
+    )
+    if metrics:
+        print(
+            f"{metrics['tokens_per_second']:.0f} tokens/s over {metrics['benchmarks'][0]['elapsed_s']:.1f} s"
+        )
+    for item in cov["no_chunks"][:5]:
+        print(f"  no chunks for {item['essay_id']!r}: {item['reason'][:160]}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(
@@ -151,6 +256,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "extract":
             return _extract(args)
+        if args.command == "prepare-training":
+            return _prepare_training(args)
     except (InputError, ConfigError, ValueError) as exc:
         print(f"hemma-features: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

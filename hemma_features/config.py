@@ -153,6 +153,18 @@ class LanguageToolConfig(_Section):
         raise ValueError("must be a Java heap size such as '512m' or '4g'")
 
 
+class TrainingDataConfig(_Section):
+    """Tokenized, chunked training data for transformer fine-tuning (G3)."""
+
+    # A hub name, folder or ``package:`` reference; ``None`` uses embedding.model's.
+    tokenizer: str | None = None
+    max_length: int = Field(default=512, ge=4)
+    overlap: int = Field(default=128, ge=0)
+    actors: int = Field(default=1, ge=1)
+    cpus_per_actor: float = Field(default=1.0, gt=0.0)
+    rows_per_shard: int = Field(default=100_000, ge=1)
+
+
 class Config(_Section):
     """The whole configuration. Sections mirror the Ray pipeline's parts."""
 
@@ -161,6 +173,7 @@ class Config(_Section):
     embedding: EmbeddingConfig = Field(default_factory=EmbeddingConfig)
     spacy: SpacyConfig = Field(default_factory=SpacyConfig)
     languagetool: LanguageToolConfig = Field(default_factory=LanguageToolConfig)
+    training: TrainingDataConfig = Field(default_factory=TrainingDataConfig)
 
     def value_affecting(self) -> dict[str, Any]:
         """The settings that change feature values (and so the fingerprint).

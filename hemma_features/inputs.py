@@ -137,15 +137,19 @@ def prepare_input(
     id_column: str = "essay_id",
     prompt: str | None = None,
     max_text_chars: int = 100_000,
+    extra_columns: Sequence[str] = (),
 ) -> pa.Table:
     """The canonical table (``essay_id``, ``text``, ``prompt``, ``error``) for ``data``.
 
     ``prompt`` gives one prompt for every row and wins over ``prompt_column``; a missing
-    prompt column means no prompt (the prompt features come back null).
+    prompt column means no prompt (the prompt features come back null). ``extra_columns``
+    (labels, a split) are carried along unchanged after the canonical ones.
     """
     columns, types = _columns_of(data)
     available = list(columns)
-    for role, name in (("id", id_column), ("text", text_column)):
+    roles = [("id", id_column), ("text", text_column)]
+    roles += [("requested", name) for name in extra_columns]
+    for role, name in roles:
         if name not in columns:
             raise InputError(f"{role} column {name!r} not found; the input has columns {available}")
     ids = columns[id_column]
@@ -189,7 +193,7 @@ def prepare_input(
         raise InputError(
             f"{id_column} values must all be of one type (e.g. all int or all str)"
         ) from None
-    return pa.table(
+    table = pa.table(
         {
             "essay_id": id_array,
             "text": pa.array(texts, type=pa.string()),
@@ -197,3 +201,11 @@ def prepare_input(
             "error": pa.array(errors, type=pa.string()),
         }
     )
+    for name in extra_columns:
+        if name in CANONICAL_COLUMNS:
+            raise InputError(f"column {name!r} clashes with a column of the output")
+        try:
+            table = table.append_column(name, pa.array(columns[name], type=types.get(name)))
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            raise InputError(f"column {name!r} mixes value types") from None
+    return table

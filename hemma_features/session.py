@@ -12,7 +12,8 @@ import platform
 import socket
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
@@ -197,8 +198,6 @@ class Session:
         unusable raise :class:`~hemma_features.InputError` before any work; a bad row comes
         back with ``error`` set. Metrics of the run land in :attr:`last_metrics`.
         """
-        import ray
-
         groups = normalize_features(features)
         canonical = prepare_input(
             data,
@@ -208,24 +207,10 @@ class Session:
             prompt=prompt,
             max_text_chars=self.config.pipeline.max_text_chars,
         )
+        processed, summary, elapsed, first_result_s = self.run_stages(
+            canonical, groups, progress=progress
+        )
         n_rows = canonical.num_rows
-        indexed = canonical.append_column(ROW_INDEX, pa.array(range(n_rows), pa.int64()))
-        started = time.perf_counter()
-        actor_cls = ray.remote(num_cpus=0, max_concurrency=16, max_restarts=0)(Coordinator)
-        coordinator = actor_cls.options(
-            name=f"hemma_features-run-{uuid.uuid4().hex[:12]}",
-            namespace=self.config.cluster.namespace,
-        ).remote()
-        try:
-            ray.get(
-                coordinator.start.remote(ray.put(indexed), self.config.model_dump(), list(groups))
-            )
-            parts, first_result_s = self._pull(coordinator, n_rows, progress, started)
-            summary = ray.get(coordinator.summary.remote())
-        finally:
-            ray.kill(coordinator)
-        elapsed = time.perf_counter() - started
-        processed = _reassemble(parts, n_rows)
         versions, dim, skipped = _merge_stage_info(summary["stage_info"])
         metadata = run_metadata(self.config, groups, versions, dim, skipped)
         table = finalize(processed, groups, dim, metadata)
@@ -242,6 +227,113 @@ class Session:
             rows_with_error=n_rows - table["error"].null_count,
         )
         return table
+
+    def prepare_training_data(
+        self,
+        data: Any,
+        *,
+        output_dir: str | Path,
+        tokenizer: str | None = None,
+        max_length: int | None = None,
+        overlap: int | None = None,
+        id_column: str = "essay_id",
+        text_column: str = "text",
+        label_columns: Sequence[str] = (),
+        split_column: str | None = None,
+        with_features: str | Path | None = None,
+        progress: bool = True,
+    ):
+        """Tokenize and chunk essays for fine-tuning on the cluster; write Parquet shards and
+        ``coverage.json`` to ``output_dir`` (on this machine).
+
+        Each essay becomes rows of at most ``max_length`` tokens (special tokens included);
+        content windows advance by ``window - overlap``, the last one ends at the last
+        token. ``tokenizer``, ``max_length`` and ``overlap`` default to the config's
+        ``training`` section (tokenizer: the embedding model's). Returns a
+        :class:`~hemma_features.training_data.TrainingDataResult`; metrics in
+        :attr:`last_metrics`.
+        """
+        from hemma_features import training_data as td
+        from hemma_features.stages.tokenize_stage import TokenizeStage
+
+        config = td.training_config(self.config, tokenizer, max_length, overlap)
+        canonical = td.prepare_canonical(
+            data,
+            id_column=id_column,
+            text_column=text_column,
+            label_columns=label_columns,
+            split_column=split_column,
+            max_text_chars=config.pipeline.max_text_chars,
+        )
+        features = (
+            td.load_features(Path(with_features), canonical["essay_id"].to_pylist())
+            if with_features
+            else None
+        )
+        processed, summary, elapsed, first_result_s = self.run_stages(
+            canonical, [], stage_classes=[TokenizeStage], config=config, progress=progress
+        )
+        versions, _, _ = _merge_stage_info(summary["stage_info"])
+        result = td.finish(
+            processed,
+            config,
+            versions,
+            output_dir=Path(output_dir),
+            label_columns=label_columns,
+            split_column=split_column,
+            features=features,
+        )
+        tokens = result.coverage["counts"]["tokens"]
+        self.last_metrics = run_metrics(
+            "prepare_training_data",
+            canonical.num_rows,
+            elapsed,
+            summary["stages"],
+            config.model_dump(),
+            "",
+            address=self.address,
+            first_result_s=first_result_s,
+            tokens=tokens,
+            tokens_per_second=round(tokens / elapsed, 1) if elapsed else 0.0,
+        )
+        return result
+
+    def run_stages(
+        self,
+        canonical: pa.Table,
+        features: Iterable[str],
+        stage_classes: list[type] | None = None,
+        config: Config | None = None,
+        progress: bool = True,
+    ) -> tuple[pa.Table, dict[str, Any], float, float | None]:
+        """Run stages over a canonical table on the cluster through a coordinator actor.
+
+        Returns the processed rows in input order, the coordinator's summary, the elapsed
+        seconds and the seconds to the first finished rows.
+        """
+        import ray
+
+        config = config or self.config
+        n_rows = canonical.num_rows
+        indexed = canonical.append_column(ROW_INDEX, pa.array(range(n_rows), pa.int64()))
+        started = time.perf_counter()
+        actor_cls = ray.remote(num_cpus=0, max_concurrency=16, max_restarts=0)(Coordinator)
+        coordinator = actor_cls.options(
+            name=f"hemma_features-run-{uuid.uuid4().hex[:12]}",
+            namespace=config.cluster.namespace,
+        ).remote()
+        try:
+            ray.get(
+                coordinator.start.remote(
+                    ray.put(indexed), config.model_dump(), list(features), stage_classes
+                )
+            )
+            parts, first_result_s = self._pull(coordinator, n_rows, progress, started)
+            summary = ray.get(coordinator.summary.remote())
+        finally:
+            ray.kill(coordinator)
+        elapsed = time.perf_counter() - started
+        return _reassemble(parts, n_rows), summary, elapsed, first_result_s
 
     def _pull(
         self, coordinator, n_rows: int, progress: bool, started: float

@@ -161,3 +161,39 @@ def test_server_side_session_failure_is_not_blamed_on_the_token():
     error = RuntimeError("Initialization failure from server:\nStarting Ray client server failed.")
     message = explain_connect_failure("ray://127.0.0.1:10001", error, port_open=True)
     assert "could not start a session" in message and "token" not in message
+
+
+def test_prepare_training_through_ray_client(head, token, config_file, tmp_path):
+    from hemma_features.training_data import prepare_training_data_local
+
+    env = {**_base_env(), "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token}
+    args = ["--tokenizer", MINILM, "--max-length", "40", "--overlap", "10"]
+    done = run_cli(
+        [
+            "prepare-training",
+            EXAMPLES,
+            "-o",
+            tmp_path / "g3",
+            "--address",
+            head.address,
+            "--config",
+            config_file,
+            "--no-progress",
+            *args,
+        ],
+        env,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "chunks of 12 essays" in done.stdout
+    here = prepare_training_data_local(
+        EXAMPLES,
+        output_dir=tmp_path / "here",
+        tokenizer=MINILM,
+        max_length=40,
+        overlap=10,
+        config=hf.load_config(config_file, environ={}),
+    )
+    got = pq.read_table(tmp_path / "g3" / "train" / "part-00000.parquet")
+    assert got.equals(pq.read_table(here.files[0]))
+    coverage = json.loads((tmp_path / "g3" / "coverage.json").read_text())
+    assert coverage["counts"] == here.coverage["counts"]

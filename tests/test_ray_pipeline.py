@@ -163,3 +163,25 @@ def test_run_error_is_reported(fake_languagetool):
         session.extract(
             [{"essay_id": 1, "text": "Hello there."}], features=["tier3"], progress=False
         )
+
+
+def test_training_data_on_local_ray_equals_in_process(session, ray_config, tmp_path):
+    from hemma_features.training_data import prepare_training_data_local
+
+    rows = [{**r, "score": i % 3} for i, r in enumerate(example_rows(2))]
+    kwargs = {"tokenizer": MINILM, "max_length": 40, "overlap": 10, "label_columns": ["score"]}
+    on_ray = session.prepare_training_data(
+        rows, output_dir=tmp_path / "ray", progress=False, **kwargs
+    )
+    here = prepare_training_data_local(
+        rows, output_dir=tmp_path / "here", config=ray_config, **kwargs
+    )
+    import pyarrow.parquet as pq
+
+    assert pq.read_table(on_ray.files[0]).equals(pq.read_table(here.files[0]))
+    assert on_ray.coverage == {**here.coverage, "data_files": on_ray.coverage["data_files"]}
+    metrics = session.last_metrics
+    assert metrics["benchmarks"][0]["name"] == "prepare_training_data"
+    assert (
+        metrics["tokens"] == here.coverage["counts"]["tokens"] and metrics["tokens_per_second"] > 0
+    )

@@ -47,13 +47,23 @@ class Coordinator:
 
     # -- called by the driver -------------------------------------------------------------
 
-    def start(self, table: pa.Table, config: dict[str, Any], features: list[str]) -> int:
-        """Start the pipeline over ``table`` (canonical columns plus the row index)."""
+    def start(
+        self,
+        table: pa.Table,
+        config: dict[str, Any],
+        features: list[str],
+        stage_classes: list[type] | None = None,
+    ) -> int:
+        """Start the pipeline over ``table`` (canonical columns plus the row index).
+
+        ``stage_classes`` default to the stages the feature groups need.
+        """
         cfg = Config.model_validate(config)
+        stages = list(stage_classes) if stage_classes else stages_for(features)
         self._n_rows = table.num_rows
         self._started = time.time()
         self._thread = threading.Thread(
-            target=self._run, args=(table, cfg, tuple(features)), daemon=True
+            target=self._run, args=(table, cfg, tuple(features), stages), daemon=True
         )
         self._thread.start()
         return self._n_rows
@@ -117,7 +127,9 @@ class Coordinator:
 
     # -- the pipeline thread --------------------------------------------------------------
 
-    def _run(self, table: pa.Table, config: Config, features: tuple[str, ...]) -> None:
+    def _run(
+        self, table: pa.Table, config: Config, features: tuple[str, ...], stages: list[type]
+    ) -> None:
         import ray
         import ray.data
 
@@ -127,7 +139,7 @@ class Coordinator:
             context.execution_options.preserve_order = False  # the driver restores order
             me = ray.get_runtime_context().current_actor
             ds = ray.data.from_arrow(ramped_blocks(table, config.pipeline.block_rows))
-            for stage_cls in stages_for(features):
+            for stage_cls in stages:
                 self._actors[stage_cls.name] = stage_cls.resources(config).actors
                 ds = apply_stage(ds, stage_cls, config, features, coordinator=me)
             # No prefetch: a prefetching iterator held finished rows back until the end.
