@@ -162,6 +162,8 @@ class TrainingDataConfig(_Section):
     overlap: int = Field(default=128, ge=0)
     actors: int = Field(default=1, ge=1)
     cpus_per_actor: float = Field(default=1.0, gt=0.0)
+    # Essays per tokenize call: tokenizing is cheap, so blocks are larger than for features.
+    block_rows: int = Field(default=512, ge=1)
     rows_per_shard: int = Field(default=100_000, ge=1)
 
 

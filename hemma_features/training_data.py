@@ -42,8 +42,10 @@ class TrainingDataResult:
 def training_config(
     config: Config, tokenizer: str | None, max_length: int | None, overlap: int | None
 ) -> Config:
-    """A copy of ``config`` with the run's tokenizer and window settings."""
+    """A copy of ``config`` with the run's tokenizer and window settings (and the training
+    job's block size as the pipeline's)."""
     updated = config.model_copy(deep=True)
+    updated.pipeline.block_rows = updated.training.block_rows
     if tokenizer is not None:
         updated.training.tokenizer = tokenizer
     if max_length is not None:
