@@ -27,6 +27,7 @@ from hemma_features.schema import (
     to_matrices,
 )
 from hemma_features.session import ConnectError, RunError, Session, connect, extract
+from hemma_features.training_data import TrainingDataResult, prepare_training_data_local
 
 __version__ = "0.1.0"
 
@@ -44,6 +45,7 @@ __all__ = [
     "LocalExtractor",
     "RunError",
     "Session",
+    "TrainingDataResult",
     "__version__",
     "connect",
     "extract",
@@ -51,6 +53,7 @@ __all__ = [
     "load_config",
     "output_schema",
     "prepare_input",
+    "prepare_training_data_local",
     "read_metadata",
     "to_matrices",
 ]

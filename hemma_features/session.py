@@ -256,19 +256,17 @@ class Session:
         from hemma_features import training_data as td
         from hemma_features.stages.tokenize_stage import TokenizeStage
 
-        config = td.training_config(self.config, tokenizer, max_length, overlap)
-        canonical = td.prepare_canonical(
+        config, canonical, features = td.plan_run(
             data,
+            self.config,
+            tokenizer=tokenizer,
+            max_length=max_length,
+            overlap=overlap,
             id_column=id_column,
             text_column=text_column,
             label_columns=label_columns,
             split_column=split_column,
-            max_text_chars=config.pipeline.max_text_chars,
-        )
-        features = (
-            td.load_features(Path(with_features), canonical["essay_id"].to_pylist())
-            if with_features
-            else None
+            with_features=with_features,
         )
         processed, summary, elapsed, first_result_s = self.run_stages(
             canonical, [], stage_classes=[TokenizeStage], config=config, progress=progress

@@ -83,6 +83,35 @@ def prepare_canonical(
     return canonical
 
 
+def plan_run(
+    data: Any,
+    config: Config,
+    *,
+    tokenizer: str | None,
+    max_length: int | None,
+    overlap: int | None,
+    id_column: str,
+    text_column: str,
+    label_columns: Sequence[str],
+    split_column: str | None,
+    with_features: str | Path | None,
+) -> tuple[Config, pa.Table, pa.Table | None]:
+    """Everything checked before any tokenizing: the run's config, the canonical input and
+    the ``--with-features`` table."""
+    cfg = training_config(config, tokenizer, max_length, overlap)
+    canonical = prepare_canonical(
+        data,
+        id_column=id_column,
+        text_column=text_column,
+        label_columns=label_columns,
+        split_column=split_column,
+        max_text_chars=cfg.pipeline.max_text_chars,
+    )
+    essay_ids = canonical["essay_id"].to_pylist()
+    features = load_features(Path(with_features), essay_ids) if with_features else None
+    return cfg, canonical, features
+
+
 def tokenize_in_process(canonical: pa.Table, config: Config) -> tuple[pa.Table, dict]:
     """Run the tokenize stage here, block by block (the ``inprocess`` path)."""
     from hemma_features.stages.tokenize_stage import TokenizeStage
@@ -286,19 +315,17 @@ def prepare_training_data_local(
     """:meth:`Session.prepare_training_data` in this process, without Ray."""
     from hemma_features.config import load_config
 
-    cfg = training_config(load_config(config), tokenizer, max_length, overlap)
-    canonical = prepare_canonical(
+    cfg, canonical, features = plan_run(
         data,
+        load_config(config),
+        tokenizer=tokenizer,
+        max_length=max_length,
+        overlap=overlap,
         id_column=id_column,
         text_column=text_column,
         label_columns=label_columns,
         split_column=split_column,
-        max_text_chars=cfg.pipeline.max_text_chars,
-    )
-    features = (
-        load_features(Path(with_features), canonical["essay_id"].to_pylist())
-        if with_features
-        else None
+        with_features=with_features,
     )
     processed, versions = tokenize_in_process(canonical, cfg)
     return finish(
