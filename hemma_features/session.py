@@ -344,7 +344,10 @@ class Session:
         bar = tqdm(total=n_rows, unit="essay", desc="hemma_features", disable=not progress)
         try:
             while True:
-                state = ray.get(coordinator.poll.remote(1.0))
+                try:
+                    state = ray.get(coordinator.poll.remote(1.0))
+                except ray.exceptions.RayActorError as exc:
+                    raise RunError(f"the run's coordinator actor died: {exc}") from exc
                 if state["table"] is not None:
                     if first_result_s is None:
                         first_result_s = round(time.perf_counter() - started, 3)
