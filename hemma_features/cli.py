@@ -16,6 +16,32 @@ EXIT_BAD_INPUT = 2
 EXIT_RUN_FAILED = 3
 
 
+def _add_run_options(parser: argparse.ArgumentParser, output_help: str) -> None:
+    """Input, output, columns, config, address and reporting: shared by the subcommands."""
+    parser.add_argument("input", type=Path, help="essays: .parquet, .csv, .tsv or .jsonl")
+    parser.add_argument("-o", "--output", type=Path, required=True, help=output_help)
+    parser.add_argument(
+        "--config",
+        default=None,
+        help="YAML config path or bundled name (local, hemma); default: local",
+    )
+    parser.add_argument(
+        "--address",
+        default=None,
+        help="'local' (embedded Ray), 'auto', 'ray://HOST:PORT', or 'inprocess' (no Ray); "
+        "default: the config's cluster.address",
+    )
+    parser.add_argument(
+        "--text-column", default="text", help="column holding the essay (default: text)"
+    )
+    parser.add_argument("--id-column", default="essay_id", help="id column (default: essay_id)")
+    parser.add_argument(
+        "--metrics", type=Path, default=None, help="write the run's metrics JSON here"
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log row warnings")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hemma-features",
@@ -31,35 +57,16 @@ def _parser() -> argparse.ArgumentParser:
             "fail come back with their 'error' column set."
         ),
     )
-    ex.add_argument("input", type=Path, help="essays: .parquet, .csv, .tsv or .jsonl")
-    ex.add_argument("-o", "--output", type=Path, required=True, help="output .parquet file")
-    ex.add_argument(
-        "--config",
-        default=None,
-        help="YAML config path or bundled name (local, hemma); default: local",
-    )
-    ex.add_argument(
-        "--address",
-        default=None,
-        help="'local' (embedded Ray), 'auto', 'ray://HOST:PORT', or 'inprocess' (no Ray); "
-        "default: the config's cluster.address",
-    )
-    ex.add_argument(
-        "--text-column", default="text", help="column holding the essay (default: text)"
-    )
+    _add_run_options(ex, output_help="output .parquet file")
     ex.add_argument(
         "--prompt-column", default="prompt", help="column holding the prompt (default: prompt)"
     )
-    ex.add_argument("--id-column", default="essay_id", help="id column (default: essay_id)")
     ex.add_argument("--prompt", default=None, help="one prompt for every row")
     ex.add_argument(
         "--features",
         default=",".join(FEATURE_GROUPS),
         help=f"comma-separated groups from {','.join(FEATURE_GROUPS)} (default: all)",
     )
-    ex.add_argument("--metrics", type=Path, default=None, help="write the run's metrics JSON here")
-    ex.add_argument("--no-progress", action="store_true", help="no progress bar")
-    ex.add_argument("-v", "--verbose", action="store_true", help="log stage warnings")
 
     tr = sub.add_parser(
         "prepare-training",
@@ -70,8 +77,7 @@ def _parser() -> argparse.ArgumentParser:
             "folder per split; train/ without --split-column) and DIR/coverage.json."
         ),
     )
-    tr.add_argument("input", type=Path, help="essays: .parquet, .csv, .tsv or .jsonl")
-    tr.add_argument("-o", "--output", type=Path, required=True, help="output folder (new)")
+    _add_run_options(tr, output_help="output folder (new)")
     tr.add_argument(
         "--tokenizer",
         default=None,
@@ -88,24 +94,11 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--label-columns", default="", help="comma-separated columns copied to chunks")
     tr.add_argument("--split-column", default=None, help="column whose values name the splits")
     tr.add_argument(
-        "--text-column", default="text", help="column holding the essay (default: text)"
-    )
-    tr.add_argument("--id-column", default="essay_id", help="id column (default: essay_id)")
-    tr.add_argument(
         "--with-features",
         type=Path,
         default=None,
         help="an extract output (.parquet) whose columns are joined onto each chunk by essay_id",
     )
-    tr.add_argument("--config", default=None, help="YAML config path or bundled name")
-    tr.add_argument(
-        "--address",
-        default=None,
-        help="'local', 'auto', 'ray://HOST:PORT' or 'inprocess' (default: the config's)",
-    )
-    tr.add_argument("--metrics", type=Path, default=None, help="write the run's metrics JSON here")
-    tr.add_argument("--no-progress", action="store_true", help="no progress bar")
-    tr.add_argument("-v", "--verbose", action="store_true", help="log row warnings")
     return parser
 
 
