@@ -58,7 +58,6 @@ class ClusterConfig(_Section):
     num_cpus: int | None = Field(default=None, ge=1)
     num_gpus: int | None = Field(default=None, ge=0)
     object_store_memory_mb: int | None = Field(default=None, ge=75)
-    connect_timeout_s: float = Field(default=60.0, gt=0)
 
     @field_validator("address")
     @classmethod
@@ -142,7 +141,6 @@ class LanguageToolConfig(_Section):
     request_timeout_s: float = Field(default=60.0, gt=0)
     max_retries: int = Field(default=3, ge=0)
     backoff_s: float = Field(default=0.5, ge=0)
-    start_timeout_s: float = Field(default=60.0, gt=0)
 
     @field_validator("heap_size")
     @classmethod

@@ -25,7 +25,6 @@ from hemma_features.blocks import ramped_blocks
 from hemma_features.config import Config
 from hemma_features.inputs import InputError, prepare_input
 
-CHUNK_COLUMNS = ("essay_id", "chunk_index", "n_chunks", "input_ids", "attention_mask")
 COVERAGE_FILE = "coverage.json"
 DEFAULT_SPLIT = "train"
 

@@ -99,7 +99,7 @@ class Stage:
         return merged
 
     def empty_output(self, n_rows: int) -> StageOutput:
-        return StageOutput({name: [None] * n_rows for name in self.output_types}, {})
+        return StageOutput(empty_columns(self.output_types, n_rows), {})
 
     def row_error(self, batch: pa.Table, row: int, exc: BaseException) -> str:
         return (
