@@ -30,8 +30,10 @@ log = logging.getLogger(__name__)
 
 
 # Ray Client's proxy starts one server process per client; under load that start can fail
-# once and succeed on the next try.
-_SERVER_SIDE_FAILURE = "Starting Ray client server failed"
+# once (a failed spawn, or the proxy tripping over its own half-started process: psutil's
+# ZombieProcess) and succeed on the next try. Any "Initialization failure from server" means
+# the handshake, token included, got through and the server side failed.
+_SERVER_SIDE_FAILURES = ("Starting Ray client server failed", "Initialization failure from server")
 _CLIENT_CONNECT_ATTEMPTS = 3
 
 
@@ -45,6 +47,10 @@ class RunError(RuntimeError):
 
 def _is_client_address(address: str) -> bool:
     return address.startswith("ray://")
+
+
+def _is_server_side_failure(text: str) -> bool:
+    return any(marker in text for marker in _SERVER_SIDE_FAILURES)
 
 
 def _port_open(address: str, timeout_s: float = 3.0) -> bool:
@@ -67,7 +73,7 @@ def explain_connect_failure(address: str, exc: BaseException, port_open: bool) -
         )
     if not _is_client_address(address):
         return f"could not connect to Ray at {address!r}: {text}"
-    if _SERVER_SIDE_FAILURE in text:
+    if _is_server_side_failure(text):
         return (
             f"{address}: the head's Ray Client server could not start a session for this "
             f"client; see ray_client_server*.err in the head's Ray logs. ({text.strip()})"
@@ -167,7 +173,7 @@ class Session:
             try:
                 return ray.init(address=self.address, namespace=self.config.cluster.namespace)
             except Exception as exc:
-                if _SERVER_SIDE_FAILURE not in str(exc) or attempt == _CLIENT_CONNECT_ATTEMPTS:
+                if not _is_server_side_failure(str(exc)) or attempt == _CLIENT_CONNECT_ATTEMPTS:
                     raise
                 log.warning("Ray Client session failed to start (try %d), retrying", attempt)
                 time.sleep(2.0 * attempt)

@@ -155,12 +155,42 @@ def test_version_mismatch_is_reported_plainly():
     check_versions({"ray_version": ray.__version__, "python_version": sys.version.split()[0]})
 
 
-def test_server_side_session_failure_is_not_blamed_on_the_token():
+SERVER_SIDE_FAILURES = [
+    "Initialization failure from server:\nStarting Ray client server failed.",
+    "Initialization failure from server:\nTraceback (most recent call last):\n"
+    "psutil.ZombieProcess: PID still exists but it's a zombie (pid=17900)",
+]
+
+
+@pytest.mark.parametrize("text", SERVER_SIDE_FAILURES)
+def test_server_side_session_failure_is_not_blamed_on_the_token(text):
     from hemma_features.session import explain_connect_failure
 
-    error = RuntimeError("Initialization failure from server:\nStarting Ray client server failed.")
-    message = explain_connect_failure("ray://127.0.0.1:10001", error, port_open=True)
+    message = explain_connect_failure("ray://127.0.0.1:10001", RuntimeError(text), port_open=True)
     assert "could not start a session" in message and "token" not in message
+
+
+@pytest.mark.parametrize("text", SERVER_SIDE_FAILURES)
+def test_server_side_session_failure_is_retried(monkeypatch, text):
+    import ray
+
+    from hemma_features import session as session_module
+
+    calls = []
+
+    def flaky_init(**kwargs):
+        calls.append(kwargs)
+        if len(calls) == 1:
+            raise ConnectionAbortedError(text)
+        return "context"
+
+    monkeypatch.setattr(ray, "init", flaky_init)
+    monkeypatch.setattr(session_module.time, "sleep", lambda s: None)
+    session = object.__new__(session_module.Session)
+    session.address = "ray://127.0.0.1:10001"
+    session.config = make_config()
+    assert session._init_remote() == "context"
+    assert len(calls) == 2
 
 
 def test_prepare_training_through_ray_client(head, token, config_file, tmp_path):
