@@ -8,29 +8,28 @@ import logging
 import sys
 from pathlib import Path
 
+from hemma_features.cli_common import add_cluster_options, write_result
+from hemma_features.cli_ops import add_ops_commands
 from hemma_features.config import ConfigError
 from hemma_features.inputs import InputError
-from hemma_features.schema import FEATURE_GROUPS, normalize_features, read_metadata
+from hemma_features.schema import FEATURE_GROUPS, normalize_features
 
 EXIT_BAD_INPUT = 2
 EXIT_RUN_FAILED = 3
 
 
-def _add_run_options(parser: argparse.ArgumentParser, output_help: str) -> None:
+def _add_run_options(
+    parser: argparse.ArgumentParser, output_help: str, input_required: bool = True
+) -> None:
     """Input, output, columns, config, address and reporting: shared by the subcommands."""
-    parser.add_argument("input", type=Path, help="essays: .parquet, .csv, .tsv or .jsonl")
-    parser.add_argument("-o", "--output", type=Path, required=True, help=output_help)
     parser.add_argument(
-        "--config",
-        default=None,
-        help="YAML config path or bundled name (local, hemma); default: local",
+        "input",
+        type=Path,
+        nargs=None if input_required else "?",
+        help="essays: .parquet, .csv, .tsv or .jsonl",
     )
-    parser.add_argument(
-        "--address",
-        default=None,
-        help="'local' (embedded Ray), 'auto', 'ray://HOST:PORT', or 'inprocess' (no Ray); "
-        "default: the config's cluster.address",
-    )
+    parser.add_argument("-o", "--output", type=Path, default=None, help=output_help)
+    add_cluster_options(parser, inprocess=True)
     parser.add_argument(
         "--text-column", default="text", help="column holding the essay (default: text)"
     )
@@ -57,7 +56,7 @@ def _parser() -> argparse.ArgumentParser:
             "fail come back with their 'error' column set."
         ),
     )
-    _add_run_options(ex, output_help="output .parquet file")
+    _add_run_options(ex, output_help="output .parquet file", input_required=False)
     ex.add_argument(
         "--prompt-column", default="prompt", help="column holding the prompt (default: prompt)"
     )
@@ -66,6 +65,28 @@ def _parser() -> argparse.ArgumentParser:
         "--features",
         default=",".join(FEATURE_GROUPS),
         help=f"comma-separated groups from {','.join(FEATURE_GROUPS)} (default: all)",
+    )
+    cache = ex.add_mutually_exclusive_group()
+    cache.add_argument(
+        "--no-cache", action="store_true", help="neither read nor write the result cache"
+    )
+    cache.add_argument(
+        "--refresh-cache",
+        action="store_true",
+        help="recompute every row and overwrite its cached result",
+    )
+    ex.add_argument(
+        "--detach",
+        action="store_true",
+        help="start the run on the cluster, print its run id and return; the run goes on "
+        "without this process (get it with `hemma-features fetch RUN_ID -o OUT.parquet`)",
+    )
+    ex.add_argument(
+        "--resume",
+        metavar="RUN_ID",
+        default=None,
+        help="continue an interrupted detached run (no INPUT): only rows without a result "
+        "are computed; then fetch it to -o unless --detach",
     )
 
     tr = sub.add_parser(
@@ -99,45 +120,24 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="an extract output (.parquet) whose columns are joined onto each chunk by essay_id",
     )
+    add_ops_commands(sub)
     return parser
 
 
-def _summary(table, metrics: dict | None, output: Path) -> str:
-    meta = read_metadata(table)
-    n = table.num_rows
-    failed = n - table["error"].null_count
-    lines = [
-        f"wrote {n} rows to {output} ({failed} with error)",
-        f"features: {', '.join(meta['features'])}; fingerprint {meta['fingerprint']}",
-    ]
-    if metrics:
-        bench = metrics["benchmarks"][0]
-        lines.append(
-            f"{bench['n_essays']} essays in {bench['elapsed_s']:.1f} s "
-            f"({bench['essays_per_second']:.2f} essays/s)"
-        )
-        for stage, values in metrics.get("stages", {}).items():
-            lat = values["latency_s"]
-            lines.append(
-                f"  {stage:<12} actors {values['actors']}  batches {values['batches']:>4}  "
-                f"busy {values['busy_s']:8.1f} s  latency mean {lat['mean']:.2f} s  "
-                f"p95 {lat['p95']:.2f} s"
-            )
-    for stage, reason in (meta.get("skipped") or {}).items():
-        lines.append(f"skipped {stage}: its columns are null ({reason.splitlines()[0][:200]})")
-    if failed:
-        errors = table.filter(table["error"].is_valid())
-        lines.append("first errors:")
-        for row in errors.select(["essay_id", "error"]).slice(0, 5).to_pylist():
-            lines.append(f"  {row['essay_id']!r}: {row['error'][:160]}")
-    return "\n".join(lines)
+def _cache_flag(args: argparse.Namespace) -> bool | str:
+    if args.no_cache:
+        return False
+    return "refresh" if args.refresh_cache else True
 
 
 def _extract(args: argparse.Namespace) -> int:
-    import pyarrow.parquet as pq
-
-    features = normalize_features(args.features)
-    if args.output.suffix.lower() != ".parquet":
+    if args.resume:
+        return _resume(args)
+    if args.input is None:
+        raise InputError("give an INPUT file (or --resume RUN_ID)")
+    if args.output is None and not args.detach:
+        raise InputError("give -o OUTPUT.parquet (or --detach)")
+    if args.output is not None and args.output.suffix.lower() != ".parquet":
         raise InputError(f"output must be a .parquet file, got {args.output}")
     if not args.input.is_file():
         raise InputError(f"{args.input}: no such file")
@@ -151,7 +151,7 @@ def _extract(args: argparse.Namespace) -> int:
         "prompt_column": args.prompt_column,
         "id_column": args.id_column,
         "prompt": args.prompt,
-        "features": features,
+        "features": normalize_features(args.features),
     }
     # Check the whole input before any cluster work starts (the run checks it again).
     prepare_input(
@@ -161,21 +161,50 @@ def _extract(args: argparse.Namespace) -> int:
     )
     metrics = None
     if args.address == "inprocess":
+        if args.detach:
+            raise InputError("--detach needs a cluster, not --address inprocess")
         from hemma_features.local import extract_local
 
         table = extract_local(data, config, **kwargs)
     else:
         from hemma_features.session import connect
 
-        with connect(args.address, config) as session:
-            table = session.extract(data, progress=not args.no_progress, **kwargs)
+        with connect(args.address, config, lazy=True) as session:
+            if args.detach:
+                run_id = session.submit(data, cache=_cache_flag(args), **kwargs)
+                print(run_id)
+                print(
+                    f"run {run_id} started on the cluster; it goes on without this process.\n"
+                    f"  progress: hemma-features runs\n"
+                    f"  results:  hemma-features fetch {run_id} -o OUT.parquet",
+                    file=sys.stderr,
+                )
+                return 0
+            table = session.extract(
+                data, progress=not args.no_progress, cache=_cache_flag(args), **kwargs
+            )
             metrics = session.last_metrics
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(table, args.output)
-    if args.metrics and metrics is not None:
-        args.metrics.parent.mkdir(parents=True, exist_ok=True)
-        args.metrics.write_text(json.dumps(metrics, indent=2))
-    print(_summary(table, metrics, args.output))
+    write_result(table, args.output, metrics, args.metrics)
+    return 0
+
+
+def _resume(args: argparse.Namespace) -> int:
+    from hemma_features.session import connect
+
+    if args.input is not None:
+        raise InputError("--resume continues a run with its own input: give no INPUT")
+    if args.output is None and not args.detach:
+        raise InputError("give -o OUTPUT.parquet (or --detach)")
+    with connect(args.address, args.config, lazy=True) as session:
+        started = session.resume(args.resume, cache=_cache_flag(args))
+        print(
+            f"run {args.resume}: {started['to_compute']} of {started['n_rows']} rows to compute",
+            file=sys.stderr,
+        )
+        if args.detach:
+            return 0
+        table = session.fetch(args.resume, progress=not args.no_progress)
+    write_result(table, args.output, None, args.metrics)
     return 0
 
 
@@ -186,6 +215,8 @@ def _prepare_training(args: argparse.Namespace) -> int:
 
     if not args.input.is_file():
         raise InputError(f"{args.input}: no such file")
+    if args.output is None:
+        raise InputError("give -o OUTPUT_DIR")
     config = td.training_config(
         load_config(args.config), args.tokenizer, args.max_length, args.overlap
     )
@@ -247,6 +278,8 @@ def main(argv: list[str] | None = None) -> int:
     from hemma_features.session import ConnectError, RunError
 
     try:
+        if hasattr(args, "handler"):
+            return args.handler(args)
         if args.command == "extract":
             return _extract(args)
         if args.command == "prepare-training":

@@ -165,6 +165,30 @@ class TrainingDataConfig(_Section):
     rows_per_shard: int = Field(default=100_000, ge=1)
 
 
+class CacheConfig(_Section):
+    """The result cache (see :mod:`hemma_features.cache`): one on this machine, one on the
+    cluster. Keys cover everything that changes values, never throughput settings."""
+
+    enabled: bool = True
+    # This machine's cache; ``None``: ~/.cache/hemma_features/results ($XDG_CACHE_HOME honoured).
+    dir: str | None = None
+    # The cluster's cache, a path on the cluster (on Hemma, a mounted volume); ``None``: the
+    # same default, resolved for the user the cluster runs as.
+    cluster_dir: str | None = None
+    # New rows are written every so many rows or seconds, so a crashed run keeps its work.
+    flush_rows: int = Field(default=256, ge=1)
+    flush_s: float = Field(default=10.0, gt=0.0)
+
+
+class RunsConfig(_Section):
+    """Detached runs: where the cluster keeps their results, and for how long."""
+
+    # A path on the cluster; ``None``: ~/.cache/hemma_features/runs of the cluster's user.
+    dir: str | None = None
+    # Finished (done, failed or cancelled) runs older than this are deleted.
+    retention_days: float = Field(default=7.0, gt=0.0)
+
+
 class Config(_Section):
     """The whole configuration. Sections mirror the Ray pipeline's parts."""
 
@@ -174,6 +198,8 @@ class Config(_Section):
     spacy: SpacyConfig = Field(default_factory=SpacyConfig)
     languagetool: LanguageToolConfig = Field(default_factory=LanguageToolConfig)
     training: TrainingDataConfig = Field(default_factory=TrainingDataConfig)
+    cache: CacheConfig = Field(default_factory=CacheConfig)
+    runs: RunsConfig = Field(default_factory=RunsConfig)
 
     def value_affecting(self) -> dict[str, Any]:
         """The settings that change feature values (and so the fingerprint).

@@ -125,6 +125,16 @@ def selected_feature_names(features: Iterable[str]) -> tuple[str, ...]:
     return tuple(n for tier, names in TIER_FEATURES.items() if tier in groups for n in names)
 
 
+def feature_columns(features: Iterable[str] | str | None) -> tuple[str, ...]:
+    """The computed columns of a result for a selection: all but ``essay_id`` and ``error``."""
+    groups = normalize_features(features)
+    columns = ["embedding"] if EMBEDDINGS in groups else []
+    columns += selected_feature_names(groups)
+    if TIER1 in groups:
+        columns += ERROR_COUNT_COLUMNS
+    return tuple(columns)
+
+
 def output_schema(
     features: Iterable[str] | None = None,
     embedding_dim: int | None = None,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import platform
 import socket
+import sys
 import time
 import uuid
 from collections.abc import Iterable, Sequence
@@ -17,16 +18,20 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+import numpy as np
 import pyarrow as pa
 
+from hemma_features.client_cache import POSITION, ClientCache, Plan, cache_mode
 from hemma_features.config import Config, load_config
 from hemma_features.inputs import prepare_input
 from hemma_features.output import finalize, run_metadata
 from hemma_features.pipeline.metrics import run_metrics
-from hemma_features.pipeline.runner import ROW_INDEX, Coordinator
-from hemma_features.schema import normalize_features
+from hemma_features.pipeline.runner import ROW_INDEX, Coordinator, merge_stage_info
+from hemma_features.schema import EMBEDDINGS, feature_columns, normalize_features
 
 log = logging.getLogger(__name__)
+
+HEAD_NODE_RESOURCE = "node:__internal_head__"
 
 
 # Ray Client's proxy starts one server process per client; under load that start can fail
@@ -119,12 +124,28 @@ class Session:
     Use :func:`connect` to make one; it is a context manager.
     """
 
-    def __init__(self, address: str | None = None, config: Config | str | None = None) -> None:
+    def __init__(
+        self,
+        address: str | None = None,
+        config: Config | str | None = None,
+        *,
+        lazy: bool = False,
+    ) -> None:
         self.config = load_config(config)
         self.address = address or self.config.cluster.address
         self.last_metrics: dict[str, Any] | None = None
         self._owns_ray = False
+        self._connected = False
+        if not lazy:
+            self.ensure_connected()
+
+    def ensure_connected(self) -> None:
+        """Connect to the cluster unless this session already has (lazy sessions connect
+        at their first run that needs the cluster)."""
+        if self._connected:
+            return
         self._connect()
+        self._connected = True
 
     def _connect(self) -> None:
         import ray
@@ -182,6 +203,7 @@ class Session:
     def cluster_resources(self) -> dict[str, float]:
         import ray
 
+        self.ensure_connected()
         return dict(ray.cluster_resources())
 
     def extract(
@@ -193,6 +215,7 @@ class Session:
         id_column: str = "essay_id",
         prompt: str | None = None,
         features: Iterable[str] | str | None = None,
+        cache: bool | str = True,
         progress: bool = True,
     ) -> pa.Table:
         """Compute features for ``data`` on the cluster and return the contract table.
@@ -200,11 +223,16 @@ class Session:
         ``data``: a ``pyarrow.Table``, a pandas DataFrame, a list of dicts, or a path to a
         .parquet/.csv/.tsv/.jsonl file. ``prompt`` gives one prompt to every row.
         ``features``: any of ``embeddings``, ``tier1``, ``tier2``, ``tier3`` (default all);
-        stages that are not needed do not run. Input problems that make the whole input
-        unusable raise :class:`~hemma_features.InputError` before any work; a bad row comes
-        back with ``error`` set. Metrics of the run land in :attr:`last_metrics`.
+        stages that are not needed do not run. ``cache``: ``True`` answers rows from this
+        machine's cache, then the cluster's, and computes only the rest (when every row
+        is a hit here, the cluster is not contacted); ``"refresh"`` recomputes every row
+        and overwrites the cache; ``False`` neither reads nor writes it. Input problems
+        that make the whole input unusable raise :class:`~hemma_features.InputError`
+        before any work; a bad row comes back with ``error`` set. Metrics of the run
+        (cache hits and misses included) land in :attr:`last_metrics`.
         """
         groups = normalize_features(features)
+        mode = cache_mode(cache) if self.config.cache.enabled else "off"
         canonical = prepare_input(
             data,
             text_column=text_column,
@@ -213,13 +241,64 @@ class Session:
             prompt=prompt,
             max_text_chars=self.config.pipeline.max_text_chars,
         )
-        processed, summary, elapsed, first_result_s = self.run_stages(
-            canonical, groups, progress=progress
-        )
+        started = time.perf_counter()
         n_rows = canonical.num_rows
-        versions, dim, skipped = _merge_stage_info(summary["stage_info"])
-        metadata = run_metadata(self.config, groups, versions, dim, skipped)
+        local = ClientCache(self.config, self.address, groups) if mode != "off" else None
+        plan = local.plan(canonical, mode) if local else Plan(hit_mask=np.zeros(n_rows, bool))
+        answered_here = plan.hits is not None and (
+            EMBEDDINGS not in groups or plan.metadata.get("embedding_dim")
+        )
+        needs = np.asarray(canonical["error"].is_null().to_numpy(zero_copy_only=False))
+        send = ~plan.hit_mask & (needs if answered_here else True)
+        parts = [] if plan.hits is None else [plan.hits]
+        earlier = [plan.metadata] if plan.metadata else []
+        environment, fingerprint = plan.environment, plan.fingerprint
+        summary: dict[str, Any] = {"stages": {}, "stage_info": {}, "cache": {}}
+        first_result_s = None
+        if send.any():
+            positions = np.flatnonzero(send)
+            to_send = canonical.take(pa.array(positions))
+            processed, summary, _, first_result_s = self.run_stages(
+                to_send, groups, progress=progress, cache=mode
+            )
+            earlier += summary.get("earlier_info", [])
+            environment, fingerprint = summary["environment"], summary["fingerprint"]
+            parts.append(processed.append_column(POSITION, pa.array(positions, pa.int64())))
+        else:
+            log.info("all rows answered on this machine; the cluster was not contacted")
+        rest = ~plan.hit_mask & ~send  # input errors, when the cluster was not needed
+        if rest.any():
+            positions = np.flatnonzero(rest)
+            errors = canonical.take(pa.array(positions)).select(["essay_id", "error"])
+            parts.append(errors.append_column(POSITION, pa.array(positions, pa.int64())))
+        versions, dim, skipped = merge_stage_info(summary["stage_info"], earlier)
+        metadata = run_metadata(self.config, groups, versions, dim, skipped, environment)
+        processed = _in_input_order(parts, n_rows)
         table = finalize(processed, groups, dim, metadata)
+        elapsed = time.perf_counter() - started
+        cache_report = {
+            "mode": mode,
+            "this_machine": plan.counts.as_dict(),
+            "cluster": summary.get("cache", {}),
+            "cluster_contacted": bool(send.any()),
+        }
+        if local is not None and send.any() and mode != "off":
+            local.remember(fingerprint, environment)
+            if not skipped or str(environment.get("languagetool", "")).startswith("absent"):
+                sent = processed.take(pa.array(np.flatnonzero(send)))
+                cache_report["this_machine"]["bytes_written"] = local.save(
+                    sent,
+                    canonical.take(pa.array(np.flatnonzero(send))),
+                    fingerprint,
+                    feature_columns(groups),
+                    {
+                        "features": list(groups),
+                        "environment": environment,
+                        "versions": versions,
+                        "embedding_dim": dim,
+                        "skipped": skipped,
+                    },
+                )
         self.last_metrics = run_metrics(
             "extract",
             n_rows,
@@ -231,8 +310,79 @@ class Session:
             first_result_s=first_result_s,
             features=list(groups),
             rows_with_error=n_rows - table["error"].null_count,
+            cache=cache_report,
         )
+        if progress and not send.any():
+            print(
+                f"hemma_features: all {n_rows} rows from this machine's cache "
+                f"({local.store.root if local else ''}); the cluster was not contacted",
+                file=sys.stderr,
+            )
         return table
+
+    def submit(
+        self,
+        data: Any,
+        *,
+        text_column: str = "text",
+        prompt_column: str | None = "prompt",
+        id_column: str = "essay_id",
+        prompt: str | None = None,
+        features: Iterable[str] | str | None = None,
+        cache: bool | str = True,
+    ) -> str:
+        """Start a detached run of :meth:`extract` and return its run id at once.
+
+        The run goes on when this process ends: its coordinator is a detached actor that
+        writes each finished batch to the run's folder on the cluster. Get the result with
+        :meth:`fetch` (from any process), follow it with :meth:`runs`, stop it with
+        :meth:`cancel`, continue an interrupted one with :meth:`resume`.
+        """
+        from hemma_features import detached
+
+        groups = normalize_features(features)
+        mode = cache_mode(cache) if self.config.cache.enabled else "off"
+        canonical = prepare_input(
+            data,
+            text_column=text_column,
+            prompt_column=prompt_column,
+            id_column=id_column,
+            prompt=prompt,
+            max_text_chars=self.config.pipeline.max_text_chars,
+        )
+        return detached.submit(self, canonical, groups, mode)
+
+    def fetch(self, run_id: str, *, progress: bool = True) -> pa.Table:
+        """The contract table of a detached run, waiting for the rest if it is going.
+
+        Raises :class:`RunError` if the run failed, was cancelled, or was interrupted (then
+        :meth:`resume` continues it)."""
+        from hemma_features import detached
+
+        return detached.fetch(self, run_id, progress=progress)
+
+    def runs(self) -> list[dict[str, Any]]:
+        """The cluster's detached runs, newest first: ``run_id``, ``state`` (running,
+        done, failed, cancelled, interrupted), ``rows_done``, ``n_rows``, ``alive`` …
+        Finished runs older than ``runs.retention_days`` are deleted on the way."""
+        from hemma_features import detached
+
+        return detached.list_runs(self)
+
+    def cancel(self, run_id: str) -> str:
+        """Stop a detached run; returns the state it ended in."""
+        from hemma_features import detached
+
+        return detached.cancel(self, run_id)
+
+    def resume(self, run_id: str, *, cache: bool | str = True) -> dict[str, Any]:
+        """Continue an interrupted detached run (coordinator killed, cluster restarted):
+        only rows without a result are computed, with the run's own config. Returns
+        ``n_rows`` and ``to_compute``; then :meth:`fetch` it."""
+        from hemma_features import detached
+
+        mode = cache_mode(cache) if self.config.cache.enabled else "off"
+        return detached.resume(self, run_id, mode)
 
     def prepare_training_data(
         self,
@@ -277,7 +427,7 @@ class Session:
         processed, summary, elapsed, first_result_s = self.run_stages(
             canonical, [], stage_classes=[TokenizeStage], config=config, progress=progress
         )
-        versions, _, _ = _merge_stage_info(summary["stage_info"])
+        versions, _, _ = merge_stage_info(summary["stage_info"])
         result = td.finish(
             processed,
             config,
@@ -309,27 +459,31 @@ class Session:
         stage_classes: list[type] | None = None,
         config: Config | None = None,
         progress: bool = True,
+        cache: str = "off",
     ) -> tuple[pa.Table, dict[str, Any], float, float | None]:
         """Run stages over a canonical table on the cluster through a coordinator actor.
 
-        Returns the processed rows in input order, the coordinator's summary, the elapsed
-        seconds and the seconds to the first finished rows.
+        ``cache`` is the cluster cache's mode (``on``, ``refresh``, ``off``; used only for
+        feature stages). Returns the processed rows in input order, the coordinator's
+        summary (with the fingerprint and cache counts), the elapsed seconds and the
+        seconds to the first finished rows.
         """
         import ray
 
+        self.ensure_connected()
         config = config or self.config
         n_rows = canonical.num_rows
         indexed = canonical.append_column(ROW_INDEX, pa.array(range(n_rows), pa.int64()))
         started = time.perf_counter()
-        actor_cls = ray.remote(num_cpus=0, max_concurrency=16, max_restarts=0)(Coordinator)
-        coordinator = actor_cls.options(
-            name=f"hemma_features-run-{uuid.uuid4().hex[:12]}",
-            namespace=config.cluster.namespace,
-        ).remote()
+        coordinator = coordinator_actor(config, f"hemma_features-run-{uuid.uuid4().hex[:12]}")
         try:
             ray.get(
                 coordinator.start.remote(
-                    ray.put(indexed), config.model_dump(), list(features), stage_classes
+                    ray.put(indexed),
+                    config.model_dump(),
+                    list(features),
+                    stage_classes,
+                    {"cache": cache},
                 )
             )
             parts, first_result_s = self._pull(coordinator, n_rows, progress, started)
@@ -372,12 +526,36 @@ class Session:
         if self._owns_ray and ray.is_initialized():
             ray.shutdown()
         self._owns_ray = False
+        self._connected = False
 
     def __enter__(self) -> Session:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def coordinator_actor(config: Config, name: str, *, detached: bool = False):
+    """A new coordinator actor on the head node (where run folders and the cluster cache
+    live), reserving no CPU. A detached one outlives the driver that made it."""
+    import ray
+
+    actor_cls = ray.remote(num_cpus=0, max_concurrency=16, max_restarts=0)(Coordinator)
+    return actor_cls.options(
+        name=name,
+        namespace=config.cluster.namespace,
+        lifetime="detached" if detached else None,
+        resources={HEAD_NODE_RESOURCE: 0.001},
+    ).remote()
+
+
+def _in_input_order(parts: list[pa.Table], n_rows: int) -> pa.Table:
+    """Rows from several sources, each with its input position, back in input order."""
+    table = pa.concat_tables(parts, promote_options="permissive")
+    positions = table[POSITION].to_numpy()
+    if table.num_rows != n_rows or len(np.unique(positions)) != n_rows:
+        raise RunError(f"assembled {table.num_rows} rows for {n_rows} input rows")
+    return table.take(pa.array(np.argsort(positions))).drop_columns([POSITION])
 
 
 def _reassemble(parts: list[pa.Table], n_rows: int) -> pa.Table:
@@ -393,30 +571,18 @@ def _reassemble(parts: list[pa.Table], n_rows: int) -> pa.Table:
     return table.take(pa.array(indices.argsort())).drop_columns([ROW_INDEX])
 
 
-def _merge_stage_info(
-    stage_info: dict[str, list[dict[str, Any]]],
-) -> tuple[dict[str, str | None], int | None, dict[str, str]]:
-    versions: dict[str, str | None] = {}
-    dim = None
-    skipped: dict[str, str] = {}
-    for name, reports in stage_info.items():
-        for report in reports:
-            versions.update(report.get("versions", {}))
-            dim = report.get("embedding_dim", dim)
-            if report.get("skipped"):
-                skipped[name] = report["skipped"]
-    versions.pop("languagetool_server", None)
-    return versions, dim, skipped
-
-
-def connect(address: str | None = None, config: Config | str | None = None) -> Session:
+def connect(
+    address: str | None = None, config: Config | str | None = None, *, lazy: bool = False
+) -> Session:
     """Open a :class:`Session`.
 
     ``address``: ``None`` (the config's ``cluster.address``, ``local`` by default) or
     ``"local"`` starts an embedded Ray sized from config; ``"auto"`` joins a running
     cluster; ``"ray://host:port"`` connects a Ray Client (e.g. through an SSH tunnel).
+    ``lazy=True`` connects at the first run that needs the cluster, so that a run this
+    machine's cache answers works with the cluster busy or offline.
     """
-    return Session(address, config)
+    return Session(address, config, lazy=lazy)
 
 
 _default_session: Session | None = None
@@ -426,5 +592,5 @@ def extract(data: Any, *, config: Config | str | None = None, **kwargs: Any) -> 
     """:meth:`Session.extract` on a default session, opened at first use."""
     global _default_session
     if _default_session is None:
-        _default_session = connect(config=config)
+        _default_session = connect(config=config, lazy=True)
     return _default_session.extract(data, **kwargs)

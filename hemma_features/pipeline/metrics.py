@@ -15,6 +15,7 @@ class StageTimings:
 
     def __init__(self) -> None:
         self.batches: dict[str, dict[str, float]] = {}
+        self.rows: dict[str, int] = {}
 
     def absorb(self, table: pa.Table) -> pa.Table:
         """Record the timing columns of ``table`` and return it without them."""
@@ -23,6 +24,7 @@ class StageTimings:
             stage = id_column[len(BATCH_ID_PREFIX) :]
             seconds = table[SECONDS_PREFIX + stage].to_pylist()
             seen = self.batches.setdefault(stage, {})
+            self.rows[stage] = self.rows.get(stage, 0) + table.num_rows
             for batch_id, value in zip(table[id_column].to_pylist(), seconds, strict=True):
                 seen[batch_id] = value
         drop = timing + [SECONDS_PREFIX + n[len(BATCH_ID_PREFIX) :] for n in timing]
@@ -35,6 +37,7 @@ class StageTimings:
             out[stage] = {
                 "actors": actors.get(stage),
                 "batches": len(durations),
+                "rows": self.rows.get(stage, 0),
                 "busy_s": round(float(durations.sum()), 4),
                 "latency_s": latency(durations),
             }
