@@ -272,7 +272,7 @@ def _prepare_training(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(
-        level=logging.WARNING if args.verbose else logging.ERROR,
+        level=logging.WARNING if getattr(args, "verbose", False) else logging.ERROR,
         format="%(levelname)s %(name)s: %(message)s",
     )
     from hemma_features.session import ConnectError, RunError

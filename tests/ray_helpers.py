@@ -61,6 +61,24 @@ def assert_same_results(
             )
 
 
+def base_env() -> dict[str, str]:
+    """This process's environment without Ray or config settings, for heads and CLIs."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "HEMMA_FEATURES__"))}
+    env.setdefault("HF_HUB_OFFLINE", "1")
+    return env
+
+
+def run_cli(args, env: dict[str, str], timeout: float = 420) -> subprocess.CompletedProcess:
+    """``hemma-features ARGS`` in a new process."""
+    return subprocess.run(
+        [sys.executable, "-m", "hemma_features.cli", *map(str, args)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

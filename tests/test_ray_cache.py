@@ -106,9 +106,7 @@ def test_overlapping_input_computes_only_the_new_half(session, first, rows):
     assert got["essay_id"].to_pylist() == [r["essay_id"] for r in mixed]
 
 
-def test_value_settings_miss_throughput_settings_hit(
-    session, first, rows, dirs, fake_languagetool
-):
+def test_value_settings_miss_throughput_settings_hit(session, first, rows, dirs, fake_languagetool):
     faster = _config(dirs, fake_languagetool, actors=2, batch_size=3, max_tokens_per_batch=999)
     faster.pipeline.block_rows = 4
     faster.spacy.batch_size = 5

@@ -2,9 +2,7 @@
 drivers in other processes connecting through ray://."""
 
 import json
-import os
 import secrets
-import subprocess
 import sys
 
 import pyarrow.parquet as pq
@@ -14,7 +12,7 @@ import yaml
 import hemma_features as hf
 from hemma_features.session import ConnectError, check_versions
 from tests.conftest import MINILM, make_config
-from tests.ray_helpers import EXAMPLES, RayHead, assert_same_results
+from tests.ray_helpers import EXAMPLES, RayHead, assert_same_results, base_env, run_cli
 
 pytestmark = pytest.mark.ray
 
@@ -25,12 +23,6 @@ FAST_FAIL = {
 }
 
 
-def _base_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "HEMMA_FEATURES__"))}
-    env.setdefault("HF_HUB_OFFLINE", "1")
-    return env
-
-
 @pytest.fixture(scope="module")
 def token():
     return secrets.token_hex(16)
@@ -38,7 +30,7 @@ def token():
 
 @pytest.fixture(scope="module")
 def head(token):
-    head = RayHead({**_base_env(), "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token})
+    head = RayHead({**base_env(), "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token})
     yield head
     head.stop()
 
@@ -55,19 +47,9 @@ def config_file(tmp_path_factory, fake_languagetool):
     return path
 
 
-def run_cli(args, env, timeout=420):
-    return subprocess.run(
-        [sys.executable, "-m", "hemma_features.cli", *map(str, args)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
 def test_cli_through_ray_client_equals_embedded_run(head, token, config_file, tmp_path):
     out, metrics = tmp_path / "client.parquet", tmp_path / "metrics.json"
-    env = {**_base_env(), "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token}
+    env = {**base_env(), "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token}
     done = run_cli(
         [
             "extract",
@@ -97,7 +79,7 @@ def test_cli_through_ray_client_equals_embedded_run(head, token, config_file, tm
 
 @pytest.mark.parametrize("case", ["wrong", "missing"])
 def test_bad_token_names_token_auth(head, config_file, tmp_path, case):
-    env = {**_base_env(), **FAST_FAIL, "HOME": str(tmp_path)}  # no ~/.ray/auth_token either
+    env = {**base_env(), **FAST_FAIL, "HOME": str(tmp_path)}  # no ~/.ray/auth_token either
     if case == "wrong":
         env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN="not-the-token")
     done = run_cli(
@@ -124,7 +106,7 @@ def test_bad_token_names_token_auth(head, config_file, tmp_path, case):
 def test_nothing_listening_says_so(tmp_path, config_file):
     from tests.ray_helpers import free_port
 
-    env = {**_base_env(), **FAST_FAIL}
+    env = {**base_env(), **FAST_FAIL}
     address = f"ray://127.0.0.1:{free_port()}"
     done = run_cli(
         [
@@ -196,7 +178,7 @@ def test_server_side_session_failure_is_retried(monkeypatch, text):
 def test_prepare_training_through_ray_client(head, token, config_file, tmp_path):
     from hemma_features.training_data import prepare_training_data_local
 
-    env = {**_base_env(), "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token}
+    env = {**base_env(), "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token}
     args = ["--tokenizer", MINILM, "--max-length", "40", "--overlap", "10"]
     done = run_cli(
         [
