@@ -86,3 +86,55 @@ def test_missing_input_and_bad_output(tmp_path, capsys):
     assert "no such file" in capsys.readouterr().err
     assert cli.main(["extract", str(EXAMPLES), "-o", str(tmp_path / "o.csv")]) == 2
     assert "output must be a .parquet file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["extract", str(EXAMPLES)], "give -o OUTPUT.parquet"),
+        (["extract", "-o", "x.parquet"], "give an INPUT file"),
+        (["extract", str(EXAMPLES), "--resume", "r1", "-o", "x.parquet"], "give no INPUT"),
+        (["extract", str(EXAMPLES), "--detach", "--address", "inprocess"], "needs a cluster"),
+        (["fetch", "r1", "-o", "x.csv"], "must be a .parquet file"),
+    ],
+)
+def test_run_commands_refuse_bad_combinations(argv, message, capsys):
+    assert cli.main(argv) == cli.EXIT_BAD_INPUT
+    assert message in capsys.readouterr().err
+
+
+def test_cache_flags_are_exclusive(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["extract", str(EXAMPLES), "-o", "x.parquet", "--no-cache", "--refresh-cache"])
+    assert "not allowed with" in capsys.readouterr().err
+
+
+def test_cache_stats_and_prune_on_this_machine(tmp_path, capsys):
+    import json
+
+    import pyarrow as pa
+
+    from hemma_features.cache import KEY, ResultStore
+
+    store = ResultStore(tmp_path / "cache")
+    for fingerprint in ("aaaaaaaaaaaaaaaa", "bbbbbbbbbbbbbbbb"):
+        store.add(
+            fingerprint, pa.table({KEY: ["k1", "k2"], "x": [1.0, 2.0]}), {"features": ["tier3"]}
+        )
+    config = tmp_path / "cfg.yaml"
+    config.write_text(yaml.safe_dump({"cache": {"dir": str(tmp_path / "cache")}}))
+
+    assert cli.main(["cache", "stats", "--config", str(config), "--json"]) == 0
+    stats = json.loads(capsys.readouterr().out)["this_machine"]["fingerprints"]
+    assert {s["fingerprint"]: s["rows"] for s in stats} == {
+        "aaaaaaaaaaaaaaaa": 2,
+        "bbbbbbbbbbbbbbbb": 2,
+    }
+    assert stats[0]["features"] == ["tier3"]
+
+    argv = ["cache", "prune", "--fingerprint", "aaaaaaaaaaaaaaaa", "--config", str(config)]
+    assert cli.main(argv) == 0
+    assert "removed 1 parts" in capsys.readouterr().out
+    assert cli.main(["cache", "stats", "--config", str(config)]) == 0
+    text = capsys.readouterr().out
+    assert "bbbbbbbbbbbbbbbb" in text and "aaaaaaaaaaaaaaaa" not in text
