@@ -26,6 +26,7 @@ import pyarrow as pa
 
 from hemma_features.cache import KEY, CacheCounts, ResultStore, default_cache_dir, row_keys
 from hemma_features.config import Config
+from hemma_features.schema import feature_columns
 
 _FINGERPRINTS = "fingerprints.json"
 
@@ -146,14 +147,18 @@ class ClientCache:
         computed: pa.Table,
         canonical: pa.Table,
         fingerprint: str,
-        columns: tuple[str, ...],
         metadata: dict[str, Any],
     ) -> int:
         """Add the rows the cluster computed (``computed`` aligned with ``canonical``);
-        returns bytes written."""
+        returns bytes written. Like the cluster's cache, it keeps nothing computed while a
+        stage that should have run was skipped (LanguageTool down: maybe transient)."""
+        languagetool = str(metadata.get("environment", {}).get("languagetool", ""))
         if self.shared_with_cluster or not fingerprint:
             return 0
+        if metadata.get("skipped") and not languagetool.startswith("absent"):
+            return 0
         keys = row_keys(canonical["text"].to_pylist(), canonical["prompt"].to_pylist(), fingerprint)
+        columns = feature_columns(self.features)
         present = [c for c in columns if c in computed.column_names]
         rows = computed.select(present).append_column(KEY, pa.array(keys, pa.string()))
         rows = rows.filter(computed["error"].is_null())

@@ -162,7 +162,9 @@ def cluster_checks(session) -> list[Check]:
 def _resources_check(cfg: Config, resources: dict[str, float]) -> Check:
     from hemma_features.stages import stages_for
 
-    cpus = sum(s.resources(cfg).actors * s.resources(cfg).num_cpus for s in stages_for(FEATURE_GROUPS))
+    cpus = sum(
+        s.resources(cfg).actors * s.resources(cfg).num_cpus for s in stages_for(FEATURE_GROUPS)
+    )
     gpus = cfg.embedding.actors * cfg.embedding.gpus_per_actor
     have_cpu, have_gpu = resources.get("CPU", 0), resources.get("GPU", 0)
     return Check(

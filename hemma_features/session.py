@@ -27,7 +27,7 @@ from hemma_features.inputs import prepare_input
 from hemma_features.output import finalize, run_metadata
 from hemma_features.pipeline.metrics import run_metrics
 from hemma_features.pipeline.runner import ROW_INDEX, Coordinator, merge_stage_info
-from hemma_features.schema import EMBEDDINGS, feature_columns, normalize_features
+from hemma_features.schema import EMBEDDINGS, normalize_features
 
 log = logging.getLogger(__name__)
 
@@ -200,6 +200,23 @@ class Session:
                 time.sleep(2.0 * attempt)
         raise AssertionError("unreachable")
 
+    def _canonical(
+        self,
+        data: Any,
+        text_column: str,
+        prompt_column: str | None,
+        id_column: str,
+        prompt: str | None,
+    ) -> pa.Table:
+        return prepare_input(
+            data,
+            text_column=text_column,
+            prompt_column=prompt_column,
+            id_column=id_column,
+            prompt=prompt,
+            max_text_chars=self.config.pipeline.max_text_chars,
+        )
+
     def cluster_resources(self) -> dict[str, float]:
         import ray
 
@@ -233,14 +250,7 @@ class Session:
         """
         groups = normalize_features(features)
         mode = cache_mode(cache) if self.config.cache.enabled else "off"
-        canonical = prepare_input(
-            data,
-            text_column=text_column,
-            prompt_column=prompt_column,
-            id_column=id_column,
-            prompt=prompt,
-            max_text_chars=self.config.pipeline.max_text_chars,
-        )
+        canonical = self._canonical(data, text_column, prompt_column, id_column, prompt)
         started = time.perf_counter()
         n_rows = canonical.num_rows
         local = ClientCache(self.config, self.address, groups) if mode != "off" else None
@@ -282,23 +292,21 @@ class Session:
             "cluster": summary.get("cache", {}),
             "cluster_contacted": bool(send.any()),
         }
-        if local is not None and send.any() and mode != "off":
+        if local is not None and send.any():
             local.remember(fingerprint, environment)
-            if not skipped or str(environment.get("languagetool", "")).startswith("absent"):
-                sent = processed.take(pa.array(np.flatnonzero(send)))
-                cache_report["this_machine"]["bytes_written"] = local.save(
-                    sent,
-                    canonical.take(pa.array(np.flatnonzero(send))),
-                    fingerprint,
-                    feature_columns(groups),
-                    {
-                        "features": list(groups),
-                        "environment": environment,
-                        "versions": versions,
-                        "embedding_dim": dim,
-                        "skipped": skipped,
-                    },
-                )
+            sent = pa.array(np.flatnonzero(send))
+            cache_report["this_machine"]["bytes_written"] = local.save(
+                processed.take(sent),
+                canonical.take(sent),
+                fingerprint,
+                {
+                    "features": list(groups),
+                    "environment": environment,
+                    "versions": versions,
+                    "embedding_dim": dim,
+                    "skipped": skipped,
+                },
+            )
         self.last_metrics = run_metrics(
             "extract",
             n_rows,
@@ -342,14 +350,7 @@ class Session:
 
         groups = normalize_features(features)
         mode = cache_mode(cache) if self.config.cache.enabled else "off"
-        canonical = prepare_input(
-            data,
-            text_column=text_column,
-            prompt_column=prompt_column,
-            id_column=id_column,
-            prompt=prompt,
-            max_text_chars=self.config.pipeline.max_text_chars,
-        )
+        canonical = self._canonical(data, text_column, prompt_column, id_column, prompt)
         return detached.submit(self, canonical, groups, mode)
 
     def fetch(self, run_id: str, *, progress: bool = True) -> pa.Table:

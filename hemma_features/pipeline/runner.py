@@ -12,6 +12,8 @@ added to the cache as they arrive.
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 import time
 import traceback
@@ -213,7 +215,7 @@ class Coordinator:
             rundir.cleanup_runs(
                 path.parent, Config.model_validate(options["info"]["config"]).runs.retention_days
             )
-            run.create(table, {**options.get("info", {}), "run_id": run.run_id})
+            run.create(table, {**options.get("info", {}), "run_id": run.run_id, **_whereabouts()})
             return table
         info = run.read_info()
         full = run.read_input()
@@ -224,7 +226,9 @@ class Coordinator:
             self._earlier_info += [
                 {**r, "skipped": {name: r["skipped"]} if r.get("skipped") else {}} for r in reports
             ]
-        run.update_info(state=rundir.RUNNING, resumes=info.get("resumes", 0) + 1, error=None)
+        run.update_info(
+            state=rundir.RUNNING, resumes=info.get("resumes", 0) + 1, error=None, **_whereabouts()
+        )
         return rundir.missing_rows(full, done, ROW_INDEX)
 
     def _use_cache(self, table: pa.Table, config: Config, mode: str) -> pa.Table:
@@ -421,6 +425,11 @@ class Coordinator:
         )
         time.sleep(_DETACHED_LINGER_S)
         ray.kill(ray.get_runtime_context().current_actor, no_restart=True)
+
+
+def _whereabouts() -> dict[str, Any]:
+    """Where this coordinator runs, for people (and tests) who need to find it."""
+    return {"coordinator_pid": os.getpid(), "coordinator_host": socket.gethostname()}
 
 
 def merge_stage_info(
