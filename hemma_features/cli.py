@@ -195,6 +195,8 @@ def _resume(args: argparse.Namespace) -> int:
         raise InputError("--resume continues a run with its own input: give no INPUT")
     if args.output is None and not args.detach:
         raise InputError("give -o OUTPUT.parquet (or --detach)")
+    if args.output is not None and args.output.suffix.lower() != ".parquet":
+        raise InputError(f"output must be a .parquet file, got {args.output}")
     with connect(args.address, args.config, lazy=True) as session:
         started = session.resume(args.resume, cache=_cache_flag(args))
         print(

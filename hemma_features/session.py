@@ -283,7 +283,7 @@ class Session:
             parts.append(errors.append_column(POSITION, pa.array(positions, pa.int64())))
         versions, dim, skipped = merge_stage_info(summary["stage_info"], earlier)
         metadata = run_metadata(self.config, groups, versions, dim, skipped, environment)
-        processed = _in_input_order(parts, n_rows)
+        processed = _reassemble(parts, n_rows, POSITION)
         table = finalize(processed, groups, dim, metadata)
         elapsed = time.perf_counter() - started
         cache_report = {
@@ -550,26 +550,16 @@ def coordinator_actor(config: Config, name: str, *, detached: bool = False):
     ).remote()
 
 
-def _in_input_order(parts: list[pa.Table], n_rows: int) -> pa.Table:
-    """Rows from several sources, each with its input position, back in input order."""
+def _reassemble(parts: list[pa.Table], n_rows: int, column: str = ROW_INDEX) -> pa.Table:
+    """Concatenate batches and put the rows back in input order by their ``column`` (the
+    row index, or the input position), checking that every input row is there exactly
+    once."""
     table = pa.concat_tables(parts, promote_options="permissive")
-    positions = table[POSITION].to_numpy()
-    if table.num_rows != n_rows or len(np.unique(positions)) != n_rows:
-        raise RunError(f"assembled {table.num_rows} rows for {n_rows} input rows")
-    return table.take(pa.array(np.argsort(positions))).drop_columns([POSITION])
-
-
-def _reassemble(parts: list[pa.Table], n_rows: int) -> pa.Table:
-    """Concatenate the pulled batches and put the rows back in input order, checking that
-    every input row came back exactly once."""
-    table = pa.concat_tables(parts, promote_options="default")
-    indices = table[ROW_INDEX].to_numpy()
-    if table.num_rows != n_rows or len(set(indices.tolist())) != n_rows:
-        raise RunError(
-            f"the cluster returned {table.num_rows} rows ({len(set(indices.tolist()))} distinct) "
-            f"for {n_rows} input rows"
-        )
-    return table.take(pa.array(indices.argsort())).drop_columns([ROW_INDEX])
+    indices = table[column].to_numpy()
+    distinct = len(np.unique(indices))
+    if table.num_rows != n_rows or distinct != n_rows:
+        raise RunError(f"got {table.num_rows} rows ({distinct} distinct) for {n_rows} input rows")
+    return table.take(pa.array(np.argsort(indices))).drop_columns([column])
 
 
 def connect(
