@@ -9,6 +9,11 @@ Apache Arrow tables (one row per input row, in order, keyed by ``essay_id``)::
         table = session.extract("essays.jsonl", prompt="Describe …")
     embeddings, handcrafted = hf.to_matrices(table)
 
+Results are cached by content (text, prompt, fingerprint) on the cluster and on this
+machine: a repeated run computes nothing and, when every row is a hit here, does not even
+contact the cluster (``extract(..., cache=False | "refresh")`` to opt out). Long runs can be
+detached from this process: ``run_id = session.submit(...)``, later ``session.fetch(run_id)``.
+
 ``hf.extract_local(...)`` runs the same stages in this process, without Ray.
 """
 
