@@ -26,11 +26,12 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -94,6 +95,16 @@ class Lookup:
     metadata: dict[str, Any]
     counts: CacheCounts
 
+    def align(self, keys: Sequence[str], eligible: np.ndarray) -> tuple[np.ndarray, pa.Table]:
+        """For rows with ``keys`` (only where ``eligible``): which were found, and their
+        cached columns (without ``KEY``) in the order of those rows."""
+        if self.table is None:
+            return np.zeros(len(keys), dtype=bool), pa.table({})
+        position = {k: i for i, k in enumerate(self.table[KEY].to_pylist())}
+        found = np.array([e and k in position for k, e in zip(keys, eligible, strict=True)])
+        rows = [position[keys[i]] for i in np.flatnonzero(found)]
+        return found, self.table.take(pa.array(rows, pa.int64())).drop_columns([KEY])
+
 
 class ResultStore:
     """The cache under one root folder (see the module docstring for the layout)."""
@@ -138,9 +149,8 @@ class ResultStore:
             seen = pa.concat_arrays([seen, table[KEY].combine_chunks()])
             metadata = metadata or part_meta
         table = pa.concat_tables(found, promote_options="permissive") if found else None
-        distinct_hits = 0 if table is None else table.num_rows
-        hit_keys = set() if table is None else set(table[KEY].to_pylist())
-        counts.hits = sum(1 for k in keys if k in hit_keys) if distinct_hits else 0
+        hit_keys = set(seen.to_pylist())
+        counts.hits = sum(k in hit_keys for k in keys)
         counts.misses = len(keys) - counts.hits
         return Lookup(table, metadata, counts)
 
@@ -279,6 +289,31 @@ class CacheWriter:
             self.counts.rows_written += table.num_rows
         except OSError as exc:  # a full or read-only disk must not fail the run
             log.warning("could not write to the cache at %s: %s", self.store.root, exc)
+
+
+def worth_caching(environment: Mapping[str, Any], skipped: Mapping[str, str]) -> bool:
+    """Rows computed while a stage was skipped although the environment says it is
+    installed (LanguageTool down: maybe transient) are not cached. With LanguageTool
+    ``absent`` the fingerprint says so, and installing it turns those rows into misses."""
+    return not skipped or str(environment.get("languagetool", "")).startswith("absent")
+
+
+def part_metadata(
+    features: Iterable[str],
+    environment: Mapping[str, Any],
+    versions: Mapping[str, Any],
+    embedding_dim: int | None,
+    skipped: Mapping[str, str],
+) -> dict[str, Any]:
+    """What a cache part records about how its rows were computed (read back by
+    :meth:`ResultStore.lookup` for results no stage had to compute)."""
+    return {
+        "features": list(features),
+        "environment": dict(environment),
+        "versions": dict(versions),
+        "embedding_dim": embedding_dim,
+        "skipped": dict(skipped),
+    }
 
 
 def cacheable_rows(table: pa.Table, keys: Sequence[str], columns: Iterable[str]) -> pa.Table:

@@ -24,7 +24,14 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from hemma_features.cache import KEY, CacheCounts, ResultStore, default_cache_dir, row_keys
+from hemma_features.cache import (
+    KEY,
+    CacheCounts,
+    ResultStore,
+    default_cache_dir,
+    row_keys,
+    worth_caching,
+)
 from hemma_features.config import Config
 from hemma_features.schema import feature_columns
 
@@ -133,11 +140,9 @@ class ClientCache:
         plan.metadata = found.metadata
         if found.table is None:
             return plan
-        position = {k: i for i, k in enumerate(found.table[KEY].to_pylist())}
-        plan.hit_mask = np.array([p and k in position for k, p in zip(keys, pending, strict=True)])
+        plan.hit_mask, cached = found.align(keys, pending)
         rows = np.flatnonzero(plan.hit_mask)
-        cached = found.table.take(pa.array([position[keys[i]] for i in rows]))
-        hits = cached.drop_columns([KEY]).append_column(POSITION, pa.array(rows, pa.int64()))
+        hits = cached.append_column(POSITION, pa.array(rows, pa.int64()))
         hits = hits.append_column("essay_id", canonical["essay_id"].take(pa.array(rows)))
         plan.hits = hits.append_column("error", pa.nulls(len(rows), pa.string()))
         return plan
@@ -150,12 +155,10 @@ class ClientCache:
         metadata: dict[str, Any],
     ) -> int:
         """Add the rows the cluster computed (``computed`` aligned with ``canonical``);
-        returns bytes written. Like the cluster's cache, it keeps nothing computed while a
-        stage that should have run was skipped (LanguageTool down: maybe transient)."""
-        languagetool = str(metadata.get("environment", {}).get("languagetool", ""))
+        returns bytes written. Like the cluster's cache, only rows :func:`worth_caching`."""
         if self.shared_with_cluster or not fingerprint:
             return 0
-        if metadata.get("skipped") and not languagetool.startswith("absent"):
+        if not worth_caching(metadata.get("environment", {}), metadata.get("skipped", {})):
             return 0
         keys = row_keys(canonical["text"].to_pylist(), canonical["prompt"].to_pylist(), fingerprint)
         columns = feature_columns(self.features)

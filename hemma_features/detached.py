@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import logging
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from hemma_features.cache import user_cache_home
 from hemma_features.config import Config
 from hemma_features.output import finalize, run_metadata
 from hemma_features.pipeline import rundir
@@ -31,16 +29,11 @@ RUN_ACTOR_PREFIX = "hemma_features-run-"
 _CANCEL_WAIT_S = 15.0
 
 
-def runs_root(config: Config) -> Path:
-    """The runs folder, resolved on the machine that calls it (the head node)."""
-    return Path(config.runs.dir).expanduser() if config.runs.dir else user_cache_home() / "runs"
-
-
 # -- tasks that run on the head node, next to the run folders --------------------------------
 
 
 def _read_run(config: dict[str, Any], run_id: str, seen: list[str]) -> dict[str, Any]:
-    run = rundir.RunDir.under(runs_root(Config.model_validate(config)), run_id)
+    run = rundir.RunDir.under(rundir.runs_root(Config.model_validate(config)), run_id)
     if not run.exists():
         return {"missing": True}
     info = run.read_info()  # before the parts: a part written after this is read next time
@@ -48,9 +41,14 @@ def _read_run(config: dict[str, Any], run_id: str, seen: list[str]) -> dict[str,
     return {"info": info, "names": names, "table": table}
 
 
+def _read_info(config: dict[str, Any], run_id: str) -> dict[str, Any] | None:
+    run = rundir.RunDir.under(rundir.runs_root(Config.model_validate(config)), run_id)
+    return run.read_info() if run.exists() else None
+
+
 def _list_runs(config: dict[str, Any]) -> list[dict[str, Any]]:
     cfg = Config.model_validate(config)
-    root = runs_root(cfg)
+    root = rundir.runs_root(cfg)
     removed = rundir.cleanup_runs(root, cfg.runs.retention_days)
     if removed:
         log.info(
@@ -60,7 +58,7 @@ def _list_runs(config: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _mark_run(config: dict[str, Any], run_id: str, changes: dict[str, Any]) -> None:
-    run = rundir.RunDir.under(runs_root(Config.model_validate(config)), run_id)
+    run = rundir.RunDir.under(rundir.runs_root(Config.model_validate(config)), run_id)
     if run.exists():
         run.update_info(**changes)
 
@@ -116,7 +114,7 @@ def _start(
     coordinator = coordinator_actor(config, RUN_ACTOR_PREFIX + run_id, detached=True)
     options = {
         "cache": cache,
-        "run_dir": str(_remote_runs_root(session, config) / run_id),
+        "run_id": run_id,
         "resume": resume,
         "info": {
             "config": config.model_dump(),
@@ -135,16 +133,6 @@ def _start(
             options,
         )
     )
-
-
-def _remote_runs_root(session: Session, config: Config) -> Path:
-    import ray
-
-    return Path(ray.get(on_head(_resolve_runs_root).remote(config.model_dump())))
-
-
-def _resolve_runs_root(config: dict[str, Any]) -> str:
-    return str(runs_root(Config.model_validate(config)))
 
 
 def list_runs(session: Session) -> list[dict[str, Any]]:
@@ -191,7 +179,7 @@ def fetch(session: Session, run_id: str, *, progress: bool = True) -> pa.Table:
         while True:
             answer = ray.get(reader.remote(config, run_id, seen))
             if answer.get("missing"):
-                raise RunError(f"no run {run_id!r} on the cluster (see `hemma-features runs`)")
+                raise _no_such_run(run_id)
             info = answer["info"]
             bar.total = info.get("n_rows")
             seen += answer["names"]
@@ -204,8 +192,10 @@ def fetch(session: Session, run_id: str, *, progress: bool = True) -> pa.Table:
             if state in (rundir.FAILED, rundir.CANCELLED):
                 raise RunError(f"run {run_id} {state}: {info.get('error') or ''}".strip())
             if state == rundir.RUNNING and answer["table"] is None:
-                if coordinator_of(session, run_id) is None and _still_running(
-                    reader, config, run_id
+                # run.json is read again: the coordinator may have just finished.
+                if (
+                    coordinator_of(session, run_id) is None
+                    and run_info(session, run_id)["state"] == rundir.RUNNING
                 ):
                     raise RunError(
                         f"run {run_id} was interrupted ({info.get('rows_done', 0)} of "
@@ -218,12 +208,20 @@ def fetch(session: Session, run_id: str, *, progress: bool = True) -> pa.Table:
     return _finalize_run(info, _reassemble(parts, info["n_rows"]))
 
 
-def _still_running(reader, config: dict[str, Any], run_id: str) -> bool:
-    """Whether run.json still says running (the coordinator may just have finished)."""
+def run_info(session: Session, run_id: str) -> dict[str, Any]:
+    """``run.json`` of ``run_id`` (read on the head node, parts untouched)."""
     import ray
 
-    answer = ray.get(reader.remote(config, run_id, []))
-    return answer.get("info", {}).get("state") == rundir.RUNNING
+    info = ray.get(on_head(_read_info).remote(session.config.model_dump(), run_id))
+    if info is None:
+        raise _no_such_run(run_id)
+    return info
+
+
+def _no_such_run(run_id: str) -> Exception:
+    from hemma_features.session import RunError
+
+    return RunError(f"no run {run_id!r} on the cluster (see `hemma-features runs`)")
 
 
 def _finalize_run(info: dict[str, Any], processed: pa.Table) -> pa.Table:
@@ -251,33 +249,25 @@ def cancel(session: Session, run_id: str) -> str:
             time.sleep(0.5)
         if coordinator_of(session, run_id) is not None:
             ray.kill(coordinator, no_restart=True)
-    answer = ray.get(on_head(_read_run).remote(config, run_id, []))
-    if answer.get("missing"):
-        from hemma_features.session import RunError
-
-        raise RunError(f"no run {run_id!r} on the cluster (see `hemma-features runs`)")
-    if answer["info"]["state"] == rundir.RUNNING:
+    state = run_info(session, run_id)["state"]
+    if state == rundir.RUNNING:
         ray.get(
             on_head(_mark_run).remote(
                 config, run_id, {"state": rundir.CANCELLED, "error": "cancelled"}
             )
         )
         return rundir.CANCELLED
-    return answer["info"]["state"]
+    return state
 
 
 def resume(session: Session, run_id: str, cache: str = "on") -> dict[str, Any]:
     """Continue an interrupted run: only rows without a result are computed. Returns the
     coordinator's start report (``to_compute`` rows)."""
-    import ray
 
     from hemma_features.session import RunError
 
     session.ensure_connected()
-    answer = ray.get(on_head(_read_run).remote(session.config.model_dump(), run_id, []))
-    if answer.get("missing"):
-        raise RunError(f"no run {run_id!r} on the cluster (see `hemma-features runs`)")
-    info = answer["info"]
+    info = run_info(session, run_id)
     if coordinator_of(session, run_id) is not None:
         raise RunError(f"run {run_id} is still running; fetch it instead")
     if info["state"] == rundir.DONE:

@@ -219,7 +219,7 @@ def probe_cluster(config: dict[str, Any]) -> dict[str, Any]:
     import ray
 
     from hemma_features.cache import default_cache_dir
-    from hemma_features.detached import runs_root
+    from hemma_features.pipeline.rundir import runs_root
 
     cfg = Config.model_validate(config)
     try:

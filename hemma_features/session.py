@@ -21,6 +21,7 @@ from urllib.parse import urlparse
 import numpy as np
 import pyarrow as pa
 
+from hemma_features.cache import part_metadata
 from hemma_features.client_cache import POSITION, ClientCache, Plan, cache_mode
 from hemma_features.config import Config, load_config
 from hemma_features.inputs import prepare_input
@@ -249,7 +250,7 @@ class Session:
         (cache hits and misses included) land in :attr:`last_metrics`.
         """
         groups = normalize_features(features)
-        mode = cache_mode(cache) if self.config.cache.enabled else "off"
+        mode = self._cache_mode(cache)
         canonical = self._canonical(data, text_column, prompt_column, id_column, prompt)
         started = time.perf_counter()
         n_rows = canonical.num_rows
@@ -299,13 +300,7 @@ class Session:
                 processed.take(sent),
                 canonical.take(sent),
                 fingerprint,
-                {
-                    "features": list(groups),
-                    "environment": environment,
-                    "versions": versions,
-                    "embedding_dim": dim,
-                    "skipped": skipped,
-                },
+                part_metadata(groups, environment, versions, dim, skipped),
             )
         self.last_metrics = run_metrics(
             "extract",
@@ -349,7 +344,7 @@ class Session:
         from hemma_features import detached
 
         groups = normalize_features(features)
-        mode = cache_mode(cache) if self.config.cache.enabled else "off"
+        mode = self._cache_mode(cache)
         canonical = self._canonical(data, text_column, prompt_column, id_column, prompt)
         return detached.submit(self, canonical, groups, mode)
 
@@ -382,8 +377,11 @@ class Session:
         ``n_rows`` and ``to_compute``; then :meth:`fetch` it."""
         from hemma_features import detached
 
-        mode = cache_mode(cache) if self.config.cache.enabled else "off"
+        mode = self._cache_mode(cache)
         return detached.resume(self, run_id, mode)
+
+    def _cache_mode(self, cache: bool | str) -> str:
+        return cache_mode(cache) if self.config.cache.enabled else "off"
 
     def prepare_training_data(
         self,

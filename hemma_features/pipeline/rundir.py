@@ -28,6 +28,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from hemma_features.cache import user_cache_home
+from hemma_features.config import Config
+
 log = logging.getLogger(__name__)
 
 RUNNING = "running"
@@ -50,6 +53,11 @@ _LISTED = (
     "resumes",
     "cache",
 )
+
+
+def runs_root(config: Config) -> Path:
+    """The runs folder, resolved on the machine that calls it (the head node)."""
+    return Path(config.runs.dir).expanduser() if config.runs.dir else user_cache_home() / "runs"
 
 
 def new_run_id() -> str:
@@ -140,6 +148,8 @@ class RunDir:
 
     def done_rows(self, row_column: str) -> pa.Array:
         """Row indices that already have a result (distinct)."""
+        # Whole parts, not just the row column: only a full read verifies every page's
+        # checksum, and a part that fails must be recomputed, not trusted.
         _, table = self.read_parts()
         if table is None:
             return pa.array([], pa.int64())

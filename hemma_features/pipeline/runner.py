@@ -17,7 +17,6 @@ import socket
 import threading
 import time
 import traceback
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -31,7 +30,9 @@ from hemma_features.cache import (
     ResultStore,
     cacheable_rows,
     default_cache_dir,
+    part_metadata,
     row_keys,
+    worth_caching,
 )
 from hemma_features.config import Config
 from hemma_features.environment import environment_versions
@@ -97,9 +98,9 @@ class Coordinator:
 
         ``stage_classes`` default to the stages the feature groups need (and only then is
         the cache used). ``options``: ``cache`` (one of :data:`CACHE_MODES`, default off),
-        ``run_dir`` (a detached run's folder: results go there, not to :meth:`poll`),
-        ``resume`` (continue the run in ``run_dir``: ``table`` is read from it) and
-        ``info`` (what a new run folder's run.json starts with).
+        ``run_id`` (a detached run: results go to its folder under ``runs.dir`` on this
+        node, not to :meth:`poll`), ``resume`` (continue that run: ``table`` is read from
+        its folder) and ``info`` (what a new run folder's run.json starts with).
         Returns the rows in total, the rows to compute, the fingerprint and cache counts.
         """
         options = options or {}
@@ -107,8 +108,8 @@ class Coordinator:
         stages = list(stage_classes) if stage_classes else stages_for(features)
         self._features = tuple(features)
         self._started = time.time()
-        if options.get("run_dir"):
-            table = self._open_run_dir(Path(options["run_dir"]), table, options)
+        if options.get("run_id"):
+            table = self._open_run_dir(cfg, options["run_id"], table, options)
         assert table is not None
         self._n_rows += table.num_rows
         if not stage_classes:
@@ -206,15 +207,14 @@ class Coordinator:
     # -- set-up ---------------------------------------------------------------------------
 
     def _open_run_dir(
-        self, path: Path, table: pa.Table | None, options: dict[str, Any]
+        self, config: Config, run_id: str, table: pa.Table | None, options: dict[str, Any]
     ) -> pa.Table:
         """Create the run folder (new run) or read what is left to do from it (resume)."""
-        self._run_dir = run = rundir.RunDir(path)
+        root = rundir.runs_root(config)
+        self._run_dir = run = rundir.RunDir.under(root, run_id)
         if not options.get("resume"):
             assert table is not None
-            rundir.cleanup_runs(
-                path.parent, Config.model_validate(options["info"]["config"]).runs.retention_days
-            )
+            rundir.cleanup_runs(root, config.runs.retention_days)
             run.create(table, {**options.get("info", {}), "run_id": run.run_id, **_whereabouts()})
             return table
         info = run.read_info()
@@ -240,7 +240,6 @@ class Coordinator:
         store = ResultStore(config.cache.cluster_dir or default_cache_dir())
         keys = row_keys(table["text"].to_pylist(), table["prompt"].to_pylist(), self._fingerprint)
         table = table.append_column(KEY, pa.array(keys, pa.string()))
-        columns = feature_columns(self._features)
         self._writer = CacheWriter(
             store,
             self._fingerprint,
@@ -248,7 +247,7 @@ class Coordinator:
             flush_rows=config.cache.flush_rows,
             flush_s=config.cache.flush_s,
         )
-        self._writer_columns = columns
+        self._writer_columns = feature_columns(self._features)
         pending = table.filter(table["error"].is_null())
         if mode == "refresh" or pending.num_rows == 0:
             self._cache_counts.misses = pending.num_rows
@@ -259,16 +258,11 @@ class Coordinator:
             return self._compute_once(table)
         if found.metadata:
             self._earlier_info.append(found.metadata)
-        position = {k: i for i, k in enumerate(found.table[KEY].to_pylist())}
-        hit_mask = np.array([k in position for k in keys]) & ~np.asarray(
-            table["error"].is_valid().to_numpy(zero_copy_only=False)
-        )
-        hit_rows = table.filter(pa.array(hit_mask))
-        cached = found.table.take(pa.array([position[k] for k in hit_rows[KEY].to_pylist()]))
-        hits = hit_rows.select([ROW_INDEX, "essay_id", "error"])
+        eligible = np.asarray(table["error"].is_null().to_numpy(zero_copy_only=False))
+        hit_mask, cached = found.align(keys, eligible)
+        hits = table.filter(pa.array(hit_mask)).select([ROW_INDEX, "essay_id", "error"])
         for name in cached.column_names:
-            if name != KEY:
-                hits = hits.append_column(name, cached[name])
+            hits = hits.append_column(name, cached[name])
         self._emit(hits)
         return self._compute_once(table.filter(pa.array(~hit_mask)))
 
@@ -311,21 +305,12 @@ class Coordinator:
     def _cache_part_metadata(self) -> dict[str, Any]:
         with self._lock:
             versions, dim, skipped = merge_stage_info(self._stage_info)
-        return {
-            "features": list(self._features),
-            "environment": self._environment,
-            "versions": versions,
-            "embedding_dim": dim,
-            "skipped": skipped,
-        }
+        return part_metadata(self._features, self._environment, versions, dim, skipped)
 
     def _cache_allowed(self) -> bool:
-        """Rows computed while a stage was skipped although the environment said it was
-        installed are not cached: that failure may be transient."""
-        if self._environment.get("languagetool", "").startswith("absent"):
-            return True
         with self._lock:
-            return not any(r.get("skipped") for rs in self._stage_info.values() for r in rs)
+            _, _, skipped = merge_stage_info(self._stage_info)
+        return worth_caching(self._environment, skipped)
 
     # -- results --------------------------------------------------------------------------
 
